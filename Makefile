@@ -1,0 +1,44 @@
+# Two commands: `make demo` and `make test`. Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PIP_FLAGS := --disable-pip-version-check --progress-bar off
+
+.PHONY: test demo install system-deps lint constraints clean
+
+install: $(INSTALLED) system-deps
+
+# Rebuilt from scratch when pyproject.toml or constraints.txt change, so a stale
+# environment can never hide a missing or wrong pin.
+$(INSTALLED): pyproject.toml constraints.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -q -c constraints.txt pip==$$(grep -E '^pip==' constraints.txt | cut -d= -f3 || echo 24.3.1) || true
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[torch,dev]'
+	touch $(INSTALLED)
+
+# PostgreSQL binaries (initdb, pg_ctl) for the registry tests.
+system-deps:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing PostgreSQL server binaries"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	fi
+
+lint: install
+	$(BIN)/ruff check src tests dags
+
+test: install lint
+	$(BIN)/python -m pytest
+
+# Regenerate the pins from a clean resolve of pyproject.toml (needs the network).
+constraints:
+	rm -rf /tmp/airflow-mlops-resolve
+	$(PYTHON) -m venv /tmp/airflow-mlops-resolve
+	/tmp/airflow-mlops-resolve/bin/pip install $(PIP_FLAGS) -q -U pip
+	/tmp/airflow-mlops-resolve/bin/pip install $(PIP_FLAGS) -q -e '.[torch,dev]'
+	/tmp/airflow-mlops-resolve/bin/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,459 @@
+"""The pydantic schema of a pipeline file: one YAML file per model.
+
+Field names are the contract shared by the docs, the DAG templates and the
+tests (see docs/pipeline-file.md). Every model forbids unknown fields, so a
+typo is an error instead of a silently ignored setting. Secrets never live
+here: alerting and storage name Airflow connections instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+Policy = Literal["fail", "skip", "warn"]
+Flavor = Literal["sklearn", "xgboost", "torch"]
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+
+CLASSIFICATION_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "brier",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "binary_classification": ["roc_auc", "accuracy", "f1", "log_loss"],
+    "multiclass_classification": ["accuracy", "balanced_accuracy", "f1", "log_loss"],
+    "regression": ["rmse", "mae", "r2"],
+}
+DEFAULT_PRIMARY_METRIC = {
+    "binary_classification": "roc_auc",
+    "multiclass_classification": "accuracy",
+    "regression": "rmse",
+}
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+_CRON_FIELD = r"[\d*/,\-A-Za-z?LW#]+"
+_CRON = re.compile(rf"^{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,5}}$")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is None or value in SCHEDULE_PRESETS or _CRON.match(value.strip()):
+        return value
+    raise ValueError(
+        f"expected null, a preset ({', '.join(SCHEDULE_PRESETS)}) or a cron expression such as '0 3 * * *'"
+    )
+
+
+Schedule = Annotated[
+    str | None,
+    AfterValidator(_check_schedule),
+    Field(description="null, an Airflow preset such as @daily, or a cron expression"),
+]
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SplitConfig(_Section):
+    validation: float = Field(0.2, ge=0.0, lt=1.0, description="share of rows held out for early stopping / tuning")
+    test: float = Field(0.2, gt=0.0, lt=1.0, description="share of rows held out for evaluation and champion comparison")
+    stratify: bool = Field(True, description="keep class proportions in every split (classification only)")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leave_rows_to_train(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError(
+                f"validation + test must be below 1 so rows remain for training, got {self.validation} + {self.test}"
+            )
+        return self
+
+
+class DataConfig(_Section):
+    train: str = Field(description="training data: a path (relative to the artifact root), file:// or s3:// URI; a file or a folder of parts")
+    target: str = Field(min_length=1, description="the label column")
+    features: Literal["all"] | list[str] = Field(
+        "all", description="feature columns, or 'all' = every column but the target and ids"
+    )
+    ids: list[str] = Field(default_factory=list, description="id columns: never features, carried into predictions")
+    categorical: Literal["auto"] | list[str] = Field(
+        "auto", description="categorical columns; 'auto' = string, boolean and category columns"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> DataConfig:
+        if isinstance(self.features, list):
+            if not self.features:
+                raise ValueError("features: expected 'all' or a non-empty list of columns")
+            if self.target in self.features:
+                raise ValueError(f"features: the target column {self.target!r} cannot also be a feature")
+            overlap = sorted(set(self.ids) & set(self.features))
+            if overlap:
+                raise ValueError(f"features: id columns cannot also be features: {', '.join(overlap)}")
+        if self.target in self.ids:
+            raise ValueError(f"ids: the target column {self.target!r} cannot also be an id")
+        return self
+
+
+# --------------------------------------------------------------------- validation
+
+
+class _Expectation(_Section):
+    mostly: float | None = Field(None, gt=0.0, le=1.0, description="share of rows that must pass (default all)")
+
+
+class RowCountBetween(_Section):
+    expect: Literal["row_count_between"]
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountBetween:
+        if self.min is None and self.max is None:
+            raise ValueError("row_count_between needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"row_count_between: min {self.min} is above max {self.max}")
+        return self
+
+
+class ColumnsPresent(_Section):
+    expect: Literal["columns_present"]
+    columns: list[str] = Field(min_length=1)
+
+
+class NotNull(_Expectation):
+    expect: Literal["not_null"]
+    column: str
+
+
+class Between(_Expectation):
+    expect: Literal["between"]
+    column: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Between:
+        if self.min is None and self.max is None:
+            raise ValueError("between needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"between: min {self.min} is above max {self.max}")
+        return self
+
+
+class InSet(_Expectation):
+    expect: Literal["in_set"]
+    column: str
+    values: list[str | int | float | bool] = Field(min_length=1)
+
+
+class Unique(_Expectation):
+    expect: Literal["unique"]
+    column: str
+
+
+class MatchesRegex(_Expectation):
+    expect: Literal["matches_regex"]
+    column: str
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class Dtype(_Section):
+    expect: Literal["dtype"]
+    column: str
+    dtype: str = Field(description="a pandas dtype name such as int64, float64, object, bool, category, datetime64[ns]")
+
+
+class GreatExpectation(_Section):
+    """Any Great Expectations expectation by its class name, e.g. ExpectColumnValuesToBeIncreasing."""
+
+    expect: Annotated[str, Field(pattern=r"^Expect[A-Za-z0-9]+$")]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+SHORT_EXPECTATIONS = {
+    "row_count_between": RowCountBetween,
+    "columns_present": ColumnsPresent,
+    "not_null": NotNull,
+    "between": Between,
+    "in_set": InSet,
+    "unique": Unique,
+    "matches_regex": MatchesRegex,
+    "dtype": Dtype,
+}
+
+
+def _expectation_kind(value: Any) -> str | None:
+    name = value.get("expect") if isinstance(value, dict) else getattr(value, "expect", None)
+    if not isinstance(name, str):
+        return None
+    if name in SHORT_EXPECTATIONS:
+        return name
+    return "great_expectations" if name.startswith("Expect") else None
+
+
+Expectation = Annotated[
+    Annotated[RowCountBetween, Tag("row_count_between")]
+    | Annotated[ColumnsPresent, Tag("columns_present")]
+    | Annotated[NotNull, Tag("not_null")]
+    | Annotated[Between, Tag("between")]
+    | Annotated[InSet, Tag("in_set")]
+    | Annotated[Unique, Tag("unique")]
+    | Annotated[MatchesRegex, Tag("matches_regex")]
+    | Annotated[Dtype, Tag("dtype")]
+    | Annotated[GreatExpectation, Tag("great_expectations")],
+    Discriminator(
+        _expectation_kind,
+        custom_error_type="unknown_expectation",
+        custom_error_message=(
+            "expected 'expect' to be one of " + ", ".join(SHORT_EXPECTATIONS)
+            + " or a Great Expectations class name such as ExpectColumnValuesToBeIncreasing"
+        ),
+    ),
+]
+
+
+class ValidationConfig(_Section):
+    on_failure: Policy = "fail"
+    expectations: list[Expectation] = Field(default_factory=list)
+    suite: str | None = Field(None, description="optional Great Expectations suite JSON file (path or URI)")
+    before_scoring: bool = Field(True, description="run the same suite on batch-inference input")
+
+
+# -------------------------------------------------------------------------- model
+
+
+class ModelConfig(_Section):
+    flavor: Flavor
+    task: Task
+    estimator: str | None = Field(
+        None,
+        description=(
+            "sklearn: estimator import path (default HistGradientBoostingClassifier/Regressor); "
+            "torch: an nn.Module import path (default: the built-in tabular MLP); unused for xgboost"
+        ),
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the estimator / trainer")
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch only: auto = cuda when available")
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
+            raise ValueError(f"expected an import path such as sklearn.ensemble.RandomForestClassifier, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _estimator_fits_flavor(self) -> ModelConfig:
+        if self.flavor == "xgboost" and self.estimator is not None:
+            raise ValueError("estimator: must be empty for flavor xgboost (set params instead)")
+        return self
+
+
+# --------------------------------------------------------------------- evaluation
+
+
+class Threshold(_Section):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class ChampionComparison(_Section):
+    min_improvement: float = Field(
+        0.0, description="how much the primary metric must improve on the champion (in the metric's good direction)"
+    )
+    relative: bool = Field(False, description="min_improvement is a fraction of the champion's value")
+    on_missing: Literal["pass", "fail"] = Field(
+        "pass", description="what the comparison does when there is no champion yet (first run)"
+    )
+
+
+class SliceConfig(_Section):
+    column: str
+    min_size: int = Field(30, ge=1, description="slices with fewer rows are reported but not gated")
+
+
+class CustomMetric(_Section):
+    path: str = Field(description="import path of f(y_true, y_pred_or_proba) -> float")
+    greater_is_better: bool = True
+    needs_proba: bool = False
+
+
+class EvaluationConfig(_Section):
+    primary_metric: str | None = Field(None, description="default: roc_auc / accuracy / rmse by task")
+    metrics: list[str] | None = Field(None, description="default depends on the task")
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    champion: ChampionComparison = Field(default_factory=ChampionComparison)
+    slices: list[SliceConfig] = Field(default_factory=list)
+    baseline: bool = Field(True, description="the candidate must beat a dummy model on the primary metric")
+    max_overfit_gap: float | None = Field(
+        None, ge=0.0, description="largest allowed train-minus-validation gap of the primary metric"
+    )
+    custom_metrics: dict[str, CustomMetric] = Field(default_factory=dict)
+    on_failure: Policy = "fail"
+
+    @field_validator("slices", mode="before")
+    @classmethod
+    def _slice_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"column": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+# ------------------------------------------------------- promotion / inference / drift
+
+
+class PromotionConfig(_Section):
+    alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = Field(72.0, gt=0)
+
+
+class InferenceConfig(_Section):
+    input: str | None = Field(None, description="data to score: a file or a folder of parquet/csv parts")
+    output: str | None = Field(None, description="prefix under which each run writes its parts and manifest")
+    alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
+    chunk_rows: int = Field(100_000, ge=1)
+    schedule: Schedule = None
+
+
+class ColumnDrift(_Section):
+    method: str | None = Field(None, description="an Evidently stattest name such as ks, psi, wasserstein, chisquare")
+    threshold: float | None = Field(None, gt=0)
+
+
+class DriftConfig(_Section):
+    current: str | None = Field(None, description="recent data to compare with the reference")
+    reference: str = Field("training", description="'training' = the champion's training data, or a dataset URI")
+    columns: Literal["features"] | list[str] = Field("features", description="columns to check")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="the dataset drifts when this share of columns drift")
+    method: str | None = Field(None, description="stattest for every column (Evidently picks by type when empty)")
+    threshold: float | None = Field(None, gt=0)
+    per_column: dict[str, ColumnDrift] = Field(default_factory=dict)
+    prediction: bool = Field(True, description="also check drift of the champion's predictions")
+    sample_rows: int | None = Field(
+        100_000, ge=100, description="above this many rows, compare a seeded random sample (null = never sample)"
+    )
+    seed: int = 42
+    on_drift: Literal["retrain", "alert", "fail"] = "alert"
+    schedule: Schedule = None
+
+
+class RetrainingConfig(_Section):
+    schedule: Schedule = "@weekly"
+    on_new_data: bool = Field(True, description="also run when the training data Asset is updated")
+
+
+class AlertsConfig(_Section):
+    on: list[Literal["failure", "gate_failed", "drift"]] = Field(
+        default_factory=lambda: ["failure", "gate_failed", "drift"]
+    )
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(default_factory=list)
+    slack_webhook_conn_id: str | None = Field(None, description="an Airflow connection holding the webhook (never the URL itself)")
+
+
+# ----------------------------------------------------------------------- pipeline
+
+
+class PipelineConfig(_Section):
+    """One pipeline file: everything a model's three DAGs need."""
+
+    pipeline: Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)] = Field(
+        description="also the registered model name; lowercase letters, digits, _ and -"
+    )
+    owner: str = Field("airflow", description="owner of the three DAGs in the Airflow UI")
+    description: str = Field("", description="shown as the DAGs' description")
+    tags: list[str] = Field(default_factory=list, description="added to the DAGs' tags")
+    data: DataConfig
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    model: ModelConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+    @model_validator(mode="after")
+    def _metrics_fit_the_task(self) -> PipelineConfig:
+        task = self.model.task
+        evaluation = self.evaluation
+        known = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+        if task == "multiclass_classification":
+            known = tuple(m for m in known if m not in ("brier", "pr_auc"))
+        allowed = set(known) | set(evaluation.custom_metrics)
+        if evaluation.metrics is None:
+            evaluation.metrics = list(DEFAULT_METRICS[task])
+        if evaluation.primary_metric is None:
+            evaluation.primary_metric = DEFAULT_PRIMARY_METRIC[task]
+        named = {
+            "evaluation.metrics": evaluation.metrics,
+            "evaluation.primary_metric": [evaluation.primary_metric],
+            "evaluation.thresholds": list(evaluation.thresholds),
+        }
+        for where, names in named.items():
+            unknown = [n for n in names if n not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"{where}: {', '.join(map(repr, unknown))} is not a metric for {task}; "
+                    f"expected one of {', '.join(sorted(allowed))}"
+                )
+        for name in [evaluation.primary_metric, *evaluation.thresholds]:
+            if name not in evaluation.metrics:
+                evaluation.metrics.append(name)
+        if self.data.split.stratify and task == "regression":
+            self.data.split.stratify = False
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.pipeline
+
+
+def pipeline_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a pipeline file (drives the docs and UI forms)."""
+    schema = PipelineConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "airflow-mlops pipeline file"
+    return schema

@@ -1,0 +1,73 @@
+"""The small JSON records that travel between tasks through XCom.
+
+XCom carries only JSON in Airflow 3, so data and models stay in the artifact
+store and tasks pass these references. Each has `to_dict` / `from_dict` (and
+`to_json` / `from_json`) so a record survives the round trip unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GatePolicy = Literal["fail", "skip", "warn"]
+
+
+class _Ref(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
+        return cls.model_validate(data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):  # noqa: ANN206 - returns cls
+        return cls.model_validate_json(text)
+
+
+class ArtifactRef(_Ref):
+    """One object in the artifact store, with the sha256 of its bytes."""
+
+    uri: str
+    sha256: str
+    size: int
+
+
+class DatasetRef(_Ref):
+    """A dataset (a file or a folder of parts) and its content fingerprint."""
+
+    uri: str
+    fingerprint: str
+    rows: int
+    columns: list[str]
+
+
+class ModelRef(_Ref):
+    """A registered model version."""
+
+    name: str
+    version: int
+
+
+class GateResult(_Ref):
+    """The outcome of one gate: validation, evaluation or drift.
+
+    `failures` holds one sentence per failed check, naming the column or metric,
+    the observed value and what was allowed. `report` points at the HTML report.
+    """
+
+    gate: str
+    passed: bool
+    policy: GatePolicy = "fail"
+    summary: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+    report: ArtifactRef | None = None

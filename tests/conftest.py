@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["airflow_mlops.testing.s3", "airflow_mlops.testing.postgres"]
+REPO = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["airflow_mlops.testing.s3"]
 
 # Tests never read a user's config, credentials or endpoints.
 for _name in list(os.environ):
     if _name.startswith(("AWS_", "AIRFLOW_MLOPS_")):
         del os.environ[_name]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Airflow reads its home when first imported: give the suite its own, never ~/airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-mlops-tests-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,116 @@
+"""The artifact store interface: one API over a local folder and S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.errors import IntegrityError, UnknownSchemeError
+from airflow_mlops.refs import ArtifactRef
+
+CHUNK = 1024 * 1024
+TEMP_MARKER = ".tmp-"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_root() -> str:
+    """`AIRFLOW_MLOPS_HOME`, else `$AIRFLOW_HOME/mlops`, else `~/.airflow_mlops` (absolute, or s3://)."""
+    root = os.environ.get("AIRFLOW_MLOPS_HOME")
+    if not root:
+        airflow_home = os.environ.get("AIRFLOW_HOME")
+        root = str(Path(airflow_home) / "mlops") if airflow_home else str(Path.home() / ".airflow_mlops")
+    if root.startswith("s3://"):
+        return root.rstrip("/")
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    if "://" in root:
+        raise UnknownSchemeError(f"AIRFLOW_MLOPS_HOME={root!r}: expected a path, file:// or s3://bucket/prefix")
+    return str(Path(root).expanduser().resolve())
+
+
+def check_integrity(uri: str, expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise IntegrityError(
+            f"{uri}: content does not match its recorded sha256 (expected {expected}, found {actual}); "
+            "it was changed or corrupted after it was written"
+        )
+
+
+class ArtifactStore(ABC):
+    """Objects addressed by URI; relative paths resolve against `root`.
+
+    Writes are atomic: a reader sees the old object or the whole new one, never
+    a part. Every write returns an `ArtifactRef` with the sha256 of the bytes.
+    """
+
+    root: str
+
+    @abstractmethod
+    def uri(self, path: str) -> str:
+        """The absolute URI of `path` (relative paths join the root)."""
+
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes) -> ArtifactRef: ...
+
+    @abstractmethod
+    def write_file(self, path: str, local_path: str | os.PathLike[str]) -> ArtifactRef: ...
+
+    @abstractmethod
+    def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes: ...
+
+    @abstractmethod
+    def download(
+        self, path: str, local_path: str | os.PathLike[str], expected_sha256: str | None = None
+    ) -> ArtifactRef: ...
+
+    @abstractmethod
+    @contextmanager
+    def local_path(self, path: str, expected_sha256: str | None = None) -> Iterator[str]:
+        """A local file with the object's bytes, verified when a hash is given."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def is_dir(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """URIs of every object under `prefix`, recursively, sorted; in-progress writes excluded."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None: ...
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    @abstractmethod
+    def size(self, path: str) -> int: ...
+
+    def sha256(self, path: str) -> str:
+        with self.local_path(path) as local:
+            return sha256_file(local)
+
+    def write_json(self, path: str, obj: Any) -> ArtifactRef:
+        data = json.dumps(obj, sort_keys=True, indent=1, default=str).encode("utf-8")
+        return self.write_bytes(path, data)
+
+    def read_json(self, path: str, expected_sha256: str | None = None) -> Any:
+        return json.loads(self.read_bytes(path, expected_sha256).decode("utf-8"))

@@ -1,0 +1,144 @@
+"""The artifact store on a local (or mounted) filesystem."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow_mlops.errors import ArtifactNotFoundError, StorageError, UnknownSchemeError
+from airflow_mlops.refs import ArtifactRef
+from airflow_mlops.storage.base import (
+    TEMP_MARKER,
+    ArtifactStore,
+    check_integrity,
+    sha256_bytes,
+    sha256_file,
+)
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Atomic writes by a temporary file in the same folder, fsync, then `os.replace`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        root = str(root)
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        self.root = str(Path(root).expanduser().resolve())
+
+    def _path(self, path: str) -> Path:
+        if path.startswith("file://"):
+            return Path(path[len("file://") :])
+        if "://" in path:
+            scheme = path.split("://", 1)[0]
+            raise UnknownSchemeError(
+                f"{path}: the scheme {scheme}:// is not supported by the local store (use a path or file://)"
+            )
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else Path(self.root) / candidate
+
+    def uri(self, path: str) -> str:
+        return str(self._path(path))
+
+    def _existing(self, path: str) -> Path:
+        target = self._path(path)
+        if not target.is_file():
+            raise ArtifactNotFoundError(f"{target}: no such file")
+        return target
+
+    def write_bytes(self, path: str, data: bytes) -> ArtifactRef:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_MARKER, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return ArtifactRef(uri=str(target), sha256=sha256_bytes(data), size=len(data))
+
+    def write_file(self, path: str, local_path: str | os.PathLike[str]) -> ArtifactRef:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_MARKER, dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(local_path, temp)
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            digest = sha256_file(temp)
+            size = os.path.getsize(temp)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return ArtifactRef(uri=str(target), sha256=digest, size=size)
+
+    def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes:
+        target = self._existing(path)
+        data = target.read_bytes()
+        check_integrity(str(target), expected_sha256, sha256_bytes(data))
+        return data
+
+    def download(
+        self, path: str, local_path: str | os.PathLike[str], expected_sha256: str | None = None
+    ) -> ArtifactRef:
+        source = self._existing(path)
+        shutil.copyfile(source, local_path)
+        digest = sha256_file(local_path)
+        try:
+            check_integrity(str(source), expected_sha256, digest)
+        except Exception:
+            Path(local_path).unlink(missing_ok=True)
+            raise
+        return ArtifactRef(uri=str(source), sha256=digest, size=os.path.getsize(local_path))
+
+    @contextmanager
+    def local_path(self, path: str, expected_sha256: str | None = None) -> Iterator[str]:
+        target = self._existing(path)
+        if expected_sha256 is not None:
+            check_integrity(str(target), expected_sha256, sha256_file(target))
+        yield str(target)
+
+    def exists(self, path: str) -> bool:
+        return self._path(path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return self._path(path).is_dir()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if base.is_file():
+            return [str(base)]
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(p) for p in base.rglob("*") if p.is_file() and not p.name.startswith(TEMP_MARKER)
+        )
+
+    def delete(self, path: str) -> None:
+        self._path(path).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = self._path(prefix)
+        if base.is_file():
+            base.unlink()
+            return 1
+        if not base.is_dir():
+            return 0
+        count = sum(1 for p in base.rglob("*") if p.is_file())
+        try:
+            shutil.rmtree(base)
+        except OSError as exc:
+            raise StorageError(f"{base}: could not delete: {exc}") from exc
+        return count
+
+    def size(self, path: str) -> int:
+        return self._existing(path).stat().st_size

@@ -1,0 +1,1 @@
+"""Pytest fixtures and harnesses users can reuse to test their own pipelines."""

@@ -1,0 +1,157 @@
+"""The artifact store contract, run against a local folder and a real S3 API (moto server)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.errors import (
+    ArtifactNotFoundError,
+    IntegrityError,
+    StorageError,
+    UnknownSchemeError,
+)
+from airflow_mlops.storage import (
+    LocalArtifactStore,
+    S3ArtifactStore,
+    artifact_root,
+    open_store,
+    sha256_bytes,
+)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalArtifactStore(tmp_path / "root")
+    client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3ArtifactStore(f"s3://{bucket}/mlops", client=client, multipart_threshold=5 * 1024 * 1024)
+
+
+def test_write_returns_sha256_and_size_and_reads_back_verified(store):
+    ref = store.write_bytes("runs/r1/model.bin", b"weights")
+    assert ref.sha256 == sha256_bytes(b"weights") and ref.size == 7
+    assert ref.uri == store.uri("runs/r1/model.bin")
+    assert ref.uri.startswith(store.root)
+    assert store.read_bytes(ref.uri, expected_sha256=ref.sha256) == b"weights"
+    assert store.read_bytes("runs/r1/model.bin") == b"weights"
+    assert store.size("runs/r1/model.bin") == 7
+    assert store.sha256("runs/r1/model.bin") == ref.sha256
+
+
+def test_tampered_content_raises_integrity_error_and_is_not_returned(store):
+    ref = store.write_bytes("m.bin", b"good")
+    store.write_bytes("m.bin", b"evil")  # someone replaced the object
+    with pytest.raises(IntegrityError, match=ref.sha256):
+        store.read_bytes("m.bin", expected_sha256=ref.sha256)
+
+
+def test_download_removes_the_local_copy_when_the_hash_does_not_match(store, tmp_path):
+    store.write_bytes("m.bin", b"evil")
+    target = tmp_path / "copy.bin"
+    with pytest.raises(IntegrityError):
+        store.download("m.bin", target, expected_sha256=sha256_bytes(b"good"))
+    assert not target.exists()
+    with pytest.raises(IntegrityError), store.local_path("m.bin", expected_sha256=sha256_bytes(b"good")):
+        pytest.fail("an unverified file must never be handed out")
+
+
+def test_a_crash_mid_write_leaves_the_old_object_and_no_partial_file(store, monkeypatch, tmp_path):
+    store.write_bytes("out/result.json", b'{"v": 1}')
+    if isinstance(store, LocalArtifactStore):
+        monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk gone")))
+    else:
+        monkeypatch.setattr(store.client, "put_object", lambda **kw: (_ for _ in ()).throw(OSError("network gone")))
+    with pytest.raises(OSError):
+        store.write_bytes("out/result.json", b'{"v": 2, "half": ')
+    monkeypatch.undo()
+    assert store.read_bytes("out/result.json") == b'{"v": 1}'
+    assert store.list("out") == [store.uri("out/result.json")]
+
+
+def test_list_exists_delete_and_delete_prefix(store):
+    for key in ("p/a.txt", "p/sub/b.txt", "p2/c.txt"):
+        store.write_bytes(key, b"x")
+    assert store.list("p") == [store.uri("p/a.txt"), store.uri("p/sub/b.txt")]
+    assert store.exists("p/a.txt") and not store.exists("p/zzz.txt")
+    assert store.is_dir("p") and not store.is_dir("p/a.txt")
+    store.delete("p/a.txt")
+    store.delete("p/a.txt")  # deleting twice is fine
+    assert not store.exists("p/a.txt")
+    assert store.delete_prefix("p") == 1
+    assert store.list("p") == [] and store.list("p2") == [store.uri("p2/c.txt")]
+
+
+def test_missing_objects_raise_not_found(store):
+    with pytest.raises(ArtifactNotFoundError):
+        store.read_bytes("nope.bin")
+    with pytest.raises(ArtifactNotFoundError):
+        store.size("nope.bin")
+
+
+def test_unknown_schemes_are_refused(store):
+    with pytest.raises(UnknownSchemeError, match="gs://"):
+        store.uri("gs://bucket/key")
+
+
+def test_large_files_go_up_in_multipart_and_come_back_whole(store, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * 1024 * 1024 + 123))
+    ref = store.write_file("models/big.bin", big)
+    assert ref.size == big.stat().st_size
+    copy = tmp_path / "back.bin"
+    store.download("models/big.bin", copy, expected_sha256=ref.sha256)
+    assert copy.read_bytes() == big.read_bytes()
+
+
+def test_s3_multipart_is_really_used_above_the_threshold(s3_client, s3_bucket, tmp_path, monkeypatch):
+    store = S3ArtifactStore(f"s3://{s3_bucket}", client=s3_client, multipart_threshold=5 * 1024 * 1024)
+    calls = []
+    original = s3_client.create_multipart_upload
+    monkeypatch.setattr(s3_client, "create_multipart_upload", lambda **kw: calls.append(kw) or original(**kw))
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"a" * (11 * 1024 * 1024))
+    store.write_file("big.bin", big)
+    assert len(calls) == 1
+    head = s3_client.head_object(Bucket=s3_bucket, Key="big.bin")
+    assert head["Metadata"]["sha256"] == sha256_bytes(big.read_bytes())
+
+
+def test_json_round_trip(store):
+    ref = store.write_json("m.json", {"b": 1, "a": [1, 2]})
+    assert store.read_json("m.json", expected_sha256=ref.sha256) == {"a": [1, 2], "b": 1}
+
+
+def test_local_paths_and_file_uris_resolve_to_the_same_object(tmp_path):
+    store = LocalArtifactStore(tmp_path)
+    ref = store.write_bytes("a/b.txt", b"1")
+    assert store.read_bytes(f"file://{tmp_path}/a/b.txt") == b"1"
+    assert store.read_bytes(str(tmp_path / "a" / "b.txt")) == b"1"
+    assert ref.uri == str(tmp_path / "a" / "b.txt")
+
+
+def test_s3_store_refuses_local_paths(s3_client, s3_bucket):
+    store = S3ArtifactStore(f"s3://{s3_bucket}/root", client=s3_client)
+    with pytest.raises(StorageError, match="local path"):
+        store.read_bytes("/etc/passwd")
+
+
+def test_artifact_root_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRFLOW_MLOPS_HOME", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "af"))
+    assert artifact_root() == str(tmp_path / "af" / "mlops")
+    monkeypatch.delenv("AIRFLOW_HOME")
+    assert artifact_root() == str(Path.home() / ".airflow_mlops")
+    monkeypatch.setenv("AIRFLOW_MLOPS_HOME", "s3://bucket/prefix/")
+    assert artifact_root() == "s3://bucket/prefix"
+    monkeypatch.setenv("AIRFLOW_MLOPS_HOME", "gs://bucket")
+    with pytest.raises(UnknownSchemeError):
+        artifact_root()
+
+
+def test_open_store_picks_the_implementation(tmp_path, s3_client, s3_bucket):
+    assert isinstance(open_store(str(tmp_path)), LocalArtifactStore)
+    assert isinstance(open_store(f"s3://{s3_bucket}/x", s3_client=s3_client), S3ArtifactStore)

@@ -1,0 +1,635 @@
+"""`ModelRegistry`: versions with lineage, aliases with an append-only history, rollback.
+
+Every write is one transaction. Per model, writers serialise on the model's row
+(`SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so version
+numbers never repeat or skip and an alias move is a true compare-and-set.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.orm import Session
+
+from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
+from airflow_mlops.registry.models import (
+    AliasEventRow,
+    AliasRow,
+    DriftRow,
+    EvaluationRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+    utcnow,
+)
+from airflow_mlops.registry.records import (
+    AliasEvent,
+    DriftRecord,
+    EvaluationRecord,
+    ModelVersion,
+    RegisteredModel,
+)
+
+UNCHECKED: Any = object()
+"""`set_alias(expected_version=UNCHECKED)`: move the alias whatever it points at now."""
+
+_ENGINES: dict[str, Engine] = {}
+_READY: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def default_registry_url() -> str:
+    """The embedded registry: `<artifact root>/registry.db` (SQLite)."""
+    from airflow_mlops.storage import artifact_root
+
+    root = artifact_root()
+    if root.startswith("s3://"):
+        raise RegistryError(
+            f"the artifact root {root} is on S3, where no embedded SQLite registry can live; "
+            "configure the registry's database (the mlops_registry connection, or --db URL)"
+        )
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(root) / 'registry.db'}"
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Writers take the write lock up front, so read-then-write can never interleave.
+        immediate = connection.get_execution_options().get("mlops_write")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def registry_engine(url: str) -> Engine:
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+                _sqlite_pragmas(engine)
+            else:
+                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=40)
+            _ENGINES[url] = engine
+        return engine
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+class ModelRegistry:
+    """The model registry on any SQLAlchemy database (SQLite embedded by default).
+
+    :param url: SQLAlchemy URL; None = `<artifact root>/registry.db`.
+    :param upgrade: apply migrations on first use; default: yes for SQLite, no
+        elsewhere (production databases are upgraded with `airflow-mlops db upgrade`).
+    """
+
+    def __init__(self, url: str | None = None, *, upgrade: bool | None = None) -> None:
+        self.url = url or default_registry_url()
+        self.engine = registry_engine(self.url)
+        self._writer = self.engine.execution_options(mlops_write=True)
+        if self.url not in _READY:
+            self._ensure_schema(self.url.startswith("sqlite") if upgrade is None else upgrade)
+
+    def _ensure_schema(self, upgrade: bool) -> None:
+        from airflow_mlops.registry import migrate
+
+        head = migrate.head_revision()
+        if migrate.current_revision(self.engine) != head:
+            if not upgrade:
+                raise RegistryError(
+                    f"the registry database {self.engine.url.render_as_string(hide_password=True)} is not at "
+                    f"schema {head}; run `airflow-mlops db upgrade --db URL`"
+                )
+            migrate.upgrade(self.engine)
+        _READY.add(self.url)
+
+    # ------------------------------------------------------------------ sessions
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _model(session: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
+        query = select(RegisteredModelRow).where(RegisteredModelRow.name == name)
+        row = session.scalars(query.with_for_update() if lock else query).first()
+        if row is None:
+            raise NotFoundError(f"no registered model named {name!r}")
+        return row
+
+    @staticmethod
+    def _model_for_write(session: Session, name: str) -> RegisteredModelRow:
+        query = select(RegisteredModelRow).where(RegisteredModelRow.name == name).with_for_update()
+        row = session.scalars(query).first()
+        if row is not None:
+            return row
+        try:
+            with session.begin_nested():
+                session.add(RegisteredModelRow(name=name, description="", tags={}, created_at=utcnow()))
+        except SqlIntegrityError:
+            pass  # created by a concurrent writer; lock theirs
+        return session.scalars(query).one()
+
+    @staticmethod
+    def _aliases_by_version(session: Session, model_id: int) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for row in session.scalars(select(AliasRow).where(AliasRow.model_id == model_id).order_by(AliasRow.alias)):
+            found.setdefault(row.version, []).append(row.alias)
+        return found
+
+    @staticmethod
+    def _version_record(name: str, row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
+        return ModelVersion(
+            name=name,
+            version=row.version,
+            artifact_uri=row.artifact_uri,
+            artifact_sha256=row.artifact_sha256,
+            flavor=row.flavor,
+            task=row.task,
+            params=dict(row.params or {}),
+            metrics=dict(row.metrics or {}),
+            datasets=dict(row.datasets or {}),
+            code_version=row.code_version,
+            library_versions=dict(row.library_versions or {}),
+            dag_id=row.dag_id,
+            run_id=row.run_id,
+            task_id=row.task_id,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            status=row.status,
+            tags=dict(row.tags or {}),
+            aliases=list(aliases),
+        )
+
+    def _version_row(self, session: Session, model: RegisteredModelRow, version: int) -> ModelVersionRow:
+        row = session.scalars(
+            select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"model {model.name!r} has no version {version}")
+        return row
+
+    # ------------------------------------------------------------------ versions
+
+    def register_version(
+        self,
+        name: str,
+        *,
+        artifact_uri: str,
+        artifact_sha256: str,
+        flavor: str,
+        task: str,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        datasets: dict[str, Any] | None = None,
+        code_version: str | None = None,
+        library_versions: dict[str, Any] | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        created_by: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register the next version of `name` (the model is created on first use).
+
+        Idempotent per (dag_id, run_id, task_id): the same task of the same run
+        gets the version it registered before, so an Airflow retry never makes
+        a duplicate.
+        """
+        if code_version is None:
+            code_version = _git_sha()
+        for _attempt in range(5):
+            try:
+                with self._write() as session:
+                    model = self._model_for_write(session, name)
+                    if dag_id and run_id and task_id:
+                        existing = self._by_run(session, model, dag_id, run_id, task_id)
+                        if existing is not None:
+                            return self._version_record(
+                                name, existing, self._aliases_by_version(session, model.id).get(existing.version, [])
+                            )
+                    latest = session.scalar(
+                        select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
+                    )
+                    row = ModelVersionRow(
+                        model_id=model.id,
+                        version=(latest or 0) + 1,
+                        artifact_uri=artifact_uri,
+                        artifact_sha256=artifact_sha256,
+                        flavor=flavor,
+                        task=task,
+                        params=params or {},
+                        metrics=metrics or {},
+                        datasets=datasets or {},
+                        code_version=code_version,
+                        library_versions=library_versions or {},
+                        dag_id=dag_id,
+                        run_id=run_id,
+                        task_id=task_id,
+                        created_by=_actor(created_by),
+                        created_at=utcnow(),
+                        status="active",
+                        tags=tags or {},
+                    )
+                    session.add(row)
+                    session.flush()
+                    return self._version_record(name, row, [])
+            except SqlIntegrityError:
+                continue  # a concurrent registration won the number or the run; read again
+        raise RegistryError(f"could not register a version of {name!r}: too much contention, try again")
+
+    @staticmethod
+    def _by_run(session: Session, model: RegisteredModelRow, dag_id: str, run_id: str, task_id: str) -> ModelVersionRow | None:
+        return session.scalars(
+            select(ModelVersionRow).where(
+                ModelVersionRow.model_id == model.id,
+                ModelVersionRow.dag_id == dag_id,
+                ModelVersionRow.run_id == run_id,
+                ModelVersionRow.task_id == task_id,
+            )
+        ).first()
+
+    def find_version_by_run(self, name: str, dag_id: str, run_id: str, task_id: str) -> ModelVersion | None:
+        """The version a given task of a given run registered, if any."""
+        with self._read() as session:
+            try:
+                model = self._model(session, name)
+            except NotFoundError:
+                return None
+            row = self._by_run(session, model, dag_id, run_id, task_id)
+            if row is None:
+                return None
+            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._read() as session:
+            model = self._model(session, name)
+            row = self._version_row(session, model, version)
+            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(version, []))
+
+    def resolve(self, name: str, alias: str) -> ModelVersion:
+        """The version `alias` points at (NotFoundError when the alias is not set)."""
+        with self._read() as session:
+            model = self._model(session, name)
+            alias_row = session.scalars(
+                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            ).first()
+            if alias_row is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+            row = self._version_row(session, model, alias_row.version)
+            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
+
+    def list_models(self) -> list[RegisteredModel]:
+        with self._read() as session:
+            models = session.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.name)).all()
+            latest = dict(
+                session.execute(
+                    select(ModelVersionRow.model_id, func.max(ModelVersionRow.version)).group_by(ModelVersionRow.model_id)
+                ).all()
+            )
+            aliases: dict[int, dict[str, int]] = {}
+            for row in session.scalars(select(AliasRow).order_by(AliasRow.alias)):
+                aliases.setdefault(row.model_id, {})[row.alias] = row.version
+            return [
+                RegisteredModel(
+                    name=m.name,
+                    description=m.description,
+                    tags=dict(m.tags or {}),
+                    created_at=m.created_at,
+                    latest_version=latest.get(m.id),
+                    aliases=aliases.get(m.id, {}),
+                )
+                for m in models
+            ]
+
+    def search_versions(
+        self,
+        name: str | None = None,
+        *,
+        tags: dict[str, Any] | None = None,
+        status: str | None = None,
+        alias: str | None = None,
+        min_metrics: dict[str, float] | None = None,
+        max_metrics: dict[str, float] | None = None,
+    ) -> list[ModelVersion]:
+        """Versions matching every filter, oldest first; each carries its aliases.
+
+        Metric filters drop versions that lack the metric.
+        """
+        with self._read() as session:
+            query = select(ModelVersionRow, RegisteredModelRow.name).join(
+                RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id
+            )
+            if name is not None:
+                query = query.where(RegisteredModelRow.name == name)
+            if status is not None:
+                query = query.where(ModelVersionRow.status == status)
+            rows = session.execute(query.order_by(RegisteredModelRow.name, ModelVersionRow.version)).all()
+            alias_map: dict[tuple[int, int], list[str]] = {}
+            for row in session.scalars(select(AliasRow).order_by(AliasRow.alias)):
+                alias_map.setdefault((row.model_id, row.version), []).append(row.alias)
+        found = []
+        for row, model_name in rows:
+            aliases = alias_map.get((row.model_id, row.version), [])
+            if alias is not None and alias not in aliases:
+                continue
+            if tags and any((row.tags or {}).get(k) != v for k, v in tags.items()):
+                continue
+            metrics = row.metrics or {}
+            if min_metrics and any(not _number(metrics.get(k)) or metrics[k] < v for k, v in min_metrics.items()):
+                continue
+            if max_metrics and any(not _number(metrics.get(k)) or metrics[k] > v for k, v in max_metrics.items()):
+                continue
+            found.append(self._version_record(model_name, row, aliases))
+        return found
+
+    def archive_version(self, name: str, version: int, *, actor: str | None = None) -> ModelVersion:
+        """Mark a version archived; refused while an alias points at it."""
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            row = self._version_row(session, model, version)
+            held = self._aliases_by_version(session, model.id).get(version, [])
+            if held:
+                raise RegistryError(
+                    f"{name} v{version} holds the alias{'es' if len(held) > 1 else ''} {', '.join(held)}; "
+                    "move or delete the alias before archiving the version"
+                )
+            row.status = "archived"
+            row.tags = {**(row.tags or {}), "archived_by": _actor(actor)}
+            return self._version_record(name, row, [])
+
+    def set_version_tags(self, name: str, version: int, tags: dict[str, Any]) -> ModelVersion:
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            row = self._version_row(session, model, version)
+            row.tags = {**(row.tags or {}), **tags}
+            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(version, []))
+
+    # ------------------------------------------------------------------- aliases
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with self._read() as session:
+            model = self._model(session, name)
+            rows = session.scalars(select(AliasRow).where(AliasRow.model_id == model.id).order_by(AliasRow.alias))
+            return {row.alias: row.version for row in rows}
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expected_version: int | None = UNCHECKED,
+        actor: str | None = None,
+        reason: str = "",
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        kind: str = "set",
+    ) -> AliasEvent:
+        """Point `alias` at `version`, recording who, why and from which run.
+
+        `expected_version` makes it a compare-and-set: the alias must point at that
+        version now (None: must not exist yet), else `ConflictError` and nothing changes.
+        """
+        if not alias or not alias.replace("_", "").replace("-", "").isalnum():
+            raise RegistryError(f"alias {alias!r}: use letters, digits, _ and -")
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            target = self._version_row(session, model, version)
+            if target.status != "active":
+                raise RegistryError(f"{name} v{version} is {target.status}; only active versions can hold an alias")
+            current = session.scalars(
+                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            ).first()
+            current_version = current.version if current else None
+            if expected_version is not UNCHECKED and expected_version != current_version:
+                raise ConflictError(
+                    f"{name} '{alias}' points at {_v(current_version)}, not {_v(expected_version)} as expected: "
+                    "it moved since it was read; nothing was changed"
+                )
+            now = utcnow()
+            if current is None:
+                session.add(AliasRow(model_id=model.id, alias=alias, version=version, updated_at=now))
+            else:
+                current.version, current.updated_at = version, now
+            event_row = AliasEventRow(
+                model_id=model.id,
+                alias=alias,
+                kind=kind,
+                from_version=current_version,
+                to_version=version,
+                actor=_actor(actor),
+                reason=reason,
+                dag_id=dag_id,
+                run_id=run_id,
+                at=now,
+            )
+            session.add(event_row)
+            session.flush()
+            return _event(name, event_row)
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None = None, reason: str = "") -> AliasEvent:
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            current = session.scalars(
+                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            ).first()
+            if current is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+            event_row = AliasEventRow(
+                model_id=model.id, alias=alias, kind="delete", from_version=current.version, to_version=None,
+                actor=_actor(actor), reason=reason, dag_id=None, run_id=None, at=utcnow(),
+            )
+            session.delete(current)
+            session.add(event_row)
+            session.flush()
+            return _event(name, event_row)
+
+    def rollback(
+        self,
+        name: str,
+        alias: str,
+        *,
+        reason: str,
+        actor: str | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+    ) -> ModelVersion:
+        """Move `alias` back to the version it held before its latest change that is still in effect.
+
+        Rollbacks undo in order: after v1 -> v2 -> v3, one rollback gives v2 and a
+        second gives v1 (a rollback is never itself the change that is undone).
+        """
+        if not reason.strip():
+            raise RegistryError("a rollback needs a reason; it is recorded in the alias history")
+        events = self.history(name, alias)
+        if not events or events[-1].to_version is None:
+            raise RegistryError(f"{name} '{alias}' is not set; there is nothing to roll back")
+        undone = 0
+        target: int | None = None
+        for event_record in reversed(events):
+            if event_record.kind == "rollback":
+                undone += 1
+            elif undone:
+                undone -= 1
+            else:
+                target = event_record.from_version
+                break
+        if target is None:
+            raise RegistryError(f"{name} '{alias}' has no earlier version in its history to roll back to")
+        self.set_alias(
+            name, alias, target, expected_version=events[-1].to_version, actor=actor, reason=reason,
+            dag_id=dag_id, run_id=run_id, kind="rollback",
+        )
+        return self.get_version(name, target)
+
+    def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Alias events, oldest first (all aliases when `alias` is None)."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(AliasEventRow).where(AliasEventRow.model_id == model.id)
+            if alias is not None:
+                query = query.where(AliasEventRow.alias == alias)
+            return [_event(name, row) for row in session.scalars(query.order_by(AliasEventRow.id))]
+
+    # ------------------------------------------------------- evaluations, drift
+
+    def record_evaluation(
+        self,
+        name: str,
+        version: int,
+        *,
+        metrics: dict[str, Any],
+        passed: bool,
+        dataset_fingerprint: str | None = None,
+        slice_metrics: dict[str, Any] | None = None,
+        compared_to_version: int | None = None,
+        report_uri: str | None = None,
+        run_id: str | None = None,
+    ) -> EvaluationRecord:
+        with self._write() as session:
+            model = self._model(session, name)
+            self._version_row(session, model, version)
+            row = EvaluationRow(
+                model_id=model.id, version=version, dataset_fingerprint=dataset_fingerprint, metrics=metrics,
+                slice_metrics=slice_metrics or {}, compared_to_version=compared_to_version, passed=passed,
+                report_uri=report_uri, run_id=run_id, at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _evaluation(name, row)
+
+    def evaluations(self, name: str, version: int | None = None) -> list[EvaluationRecord]:
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(EvaluationRow).where(EvaluationRow.model_id == model.id)
+            if version is not None:
+                query = query.where(EvaluationRow.version == version)
+            return [_evaluation(name, row) for row in session.scalars(query.order_by(EvaluationRow.id))]
+
+    def record_drift(
+        self,
+        name: str,
+        *,
+        drift_share: float,
+        drifted_columns: list[Any],
+        passed: bool,
+        version: int | None = None,
+        reference_fingerprint: str | None = None,
+        current_fingerprint: str | None = None,
+        report_uri: str | None = None,
+        run_id: str | None = None,
+    ) -> DriftRecord:
+        with self._write() as session:
+            model = self._model_for_write(session, name)
+            row = DriftRow(
+                model_id=model.id, version=version, reference_fingerprint=reference_fingerprint,
+                current_fingerprint=current_fingerprint, drift_share=drift_share, drifted_columns=drifted_columns,
+                passed=passed, report_uri=report_uri, run_id=run_id, at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _drift(name, row)
+
+    def drift_records(self, name: str) -> list[DriftRecord]:
+        with self._read() as session:
+            model = self._model(session, name)
+            rows = session.scalars(select(DriftRow).where(DriftRow.model_id == model.id).order_by(DriftRow.id))
+            return [_drift(name, row) for row in rows]
+
+
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _event(name: str, row: AliasEventRow) -> AliasEvent:
+    return AliasEvent(
+        name=name, alias=row.alias, kind=row.kind, from_version=row.from_version, to_version=row.to_version,
+        actor=row.actor, reason=row.reason, dag_id=row.dag_id, run_id=row.run_id, at=row.at,
+    )
+
+
+def _evaluation(name: str, row: EvaluationRow) -> EvaluationRecord:
+    return EvaluationRecord(
+        name=name, version=row.version, dataset_fingerprint=row.dataset_fingerprint, metrics=dict(row.metrics or {}),
+        slice_metrics=dict(row.slice_metrics or {}), compared_to_version=row.compared_to_version, passed=row.passed,
+        report_uri=row.report_uri, run_id=row.run_id, at=row.at,
+    )
+
+
+def _drift(name: str, row: DriftRow) -> DriftRecord:
+    return DriftRecord(
+        name=name, version=row.version, reference_fingerprint=row.reference_fingerprint,
+        current_fingerprint=row.current_fingerprint, drift_share=row.drift_share,
+        drifted_columns=list(row.drifted_columns or []), passed=row.passed, report_uri=row.report_uri,
+        run_id=row.run_id, at=row.at,
+    )
+
+
+def _git_sha() -> str | None:
+    """The code version: $AIRFLOW_MLOPS_CODE_VERSION, else the git SHA of the working directory."""
+    explicit = os.environ.get("AIRFLOW_MLOPS_CODE_VERSION")
+    if explicit:
+        return explicit
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

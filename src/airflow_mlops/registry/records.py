@@ -1,0 +1,107 @@
+"""Plain records the registry returns: detached from any session, safe to pass around."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    artifact_uri: str
+    artifact_sha256: str
+    flavor: str
+    task: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    datasets: dict[str, Any]
+    code_version: str | None
+    library_versions: dict[str, Any]
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    created_by: str | None
+    created_at: datetime
+    status: str
+    tags: dict[str, Any]
+    aliases: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    tags: dict[str, Any]
+    created_at: datetime
+    latest_version: int | None
+    aliases: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    name: str
+    alias: str
+    kind: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    dag_id: str | None
+    run_id: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    name: str
+    version: int
+    dataset_fingerprint: str | None
+    metrics: dict[str, Any]
+    slice_metrics: dict[str, Any]
+    compared_to_version: int | None
+    passed: bool
+    report_uri: str | None
+    run_id: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class DriftRecord:
+    name: str
+    version: int | None
+    reference_fingerprint: str | None
+    current_fingerprint: str | None
+    drift_share: float
+    drifted_columns: list[Any]
+    passed: bool
+    report_uri: str | None
+    run_id: str | None
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data

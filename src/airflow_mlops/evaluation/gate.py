@@ -1,0 +1,190 @@
+"""The evaluation gate: thresholds, a dummy baseline, an overfitting guard, champion/challenger."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.evaluation.metrics import compute_metrics, greater_is_better
+from airflow_mlops.refs import GateResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.storage import ArtifactStore
+    from airflow_mlops.training import LoadedModel
+
+EPSILON = 1e-12
+
+
+@dataclass
+class Evaluation:
+    gate: GateResult
+    record: dict[str, Any]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def score_model(model: LoadedModel, test: pd.DataFrame, target: str, names: list[str], custom: dict[str, Any]) -> dict[str, float | None]:
+    proba = model.predict_proba(test) if model.task != "regression" else None
+    return compute_metrics(model.task, names, test[target].to_numpy(), model.predict(test), proba, model.classes, custom)
+
+
+def _baseline(task: str, test: pd.DataFrame, target: str, names: list[str], classes: list[Any] | None, custom: dict[str, Any]) -> dict[str, float | None]:
+    """A constant predictor fit on the test labels themselves: the most a model that ignores the features can do."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    y = test[target].to_numpy()
+    features = np.zeros((len(test), 1))
+    if task == "regression":
+        dummy = DummyRegressor(strategy="mean").fit(features, y)
+        return compute_metrics(task, names, y, dummy.predict(features), None, None, custom)
+    dummy = DummyClassifier(strategy="prior").fit(features, y)
+    proba = np.zeros((len(test), len(classes)))
+    for index, label in enumerate(dummy.classes_):
+        proba[:, classes.index(label.item() if hasattr(label, "item") else label)] = dummy.predict_proba(features)[:, index]
+    return compute_metrics(task, names, y, dummy.predict(features), proba, classes, custom)
+
+
+def _slices(model: LoadedModel, test: pd.DataFrame, config: PipelineConfig, primary: str, custom: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for slice_config in config.evaluation.slices:
+        column = slice_config.column
+        if column not in test.columns:
+            found[column] = {"error": f"column {column!r} is not in the test set"}
+            continue
+        for value, rows in test.groupby(column, dropna=False, observed=True):
+            key = f"{column}={value}"
+            if len(rows) < slice_config.min_size:
+                found[key] = {"rows": len(rows), "note": f"fewer than {slice_config.min_size} rows: not scored"}
+                continue
+            found[key] = {"rows": len(rows), **score_model(model, rows, config.data.target, [primary], custom)}
+    return found
+
+
+def evaluate_candidate(
+    config: PipelineConfig,
+    candidate: LoadedModel,
+    test: pd.DataFrame,
+    store: ArtifactStore,
+    *,
+    report_path: str,
+    champion: LoadedModel | None = None,
+    champion_version: int | None = None,
+    train_metrics: dict[str, Any] | None = None,
+    validation_metrics: dict[str, Any] | None = None,
+    test_fingerprint: str | None = None,
+) -> Evaluation:
+    """Score the candidate (and the champion) on `test` and apply every configured rule."""
+    evaluation = config.evaluation
+    target = config.data.target
+    primary = evaluation.primary_metric
+    names = list(evaluation.metrics)
+    custom = evaluation.custom_metrics
+    higher = greater_is_better(primary, custom)
+    lines: list[tuple[str, bool, str]] = []
+    failures: list[str] = []
+
+    def check(name: str, ok: bool, sentence: str) -> None:
+        lines.append((name, ok, sentence))
+        if not ok:
+            failures.append(sentence)
+
+    metrics = score_model(candidate, test, target, names, custom)
+    value = metrics.get(primary)
+    if value is None:
+        check("primary metric", False, f"{primary} cannot be computed on this test set ({len(test)} rows)")
+
+    if not evaluation.thresholds:
+        lines.append(("thresholds", True, "no thresholds configured: no absolute bound is checked"))
+    for name, bound in evaluation.thresholds.items():
+        observed = metrics.get(name)
+        if bound.min is not None:
+            ok = observed is not None and observed >= bound.min
+            check(f"{name} >= {bound.min}", ok, f"{name} {_fmt(observed)} is {'at or above' if ok else 'below'} the minimum {bound.min}")
+        if bound.max is not None:
+            ok = observed is not None and observed <= bound.max
+            check(f"{name} <= {bound.max}", ok, f"{name} {_fmt(observed)} is {'at or below' if ok else 'above'} the maximum {bound.max}")
+
+    baseline: dict[str, Any] = {}
+    if evaluation.baseline and value is not None:
+        baseline = _baseline(candidate.task, test, target, [primary], candidate.classes, custom)
+        base = baseline.get(primary)
+        ok = base is None or (value > base if higher else value < base)
+        check("baseline", ok, f"{primary} {_fmt(value)} {'beats' if ok else 'does not beat'} a constant baseline ({_fmt(base)})")
+
+    if evaluation.max_overfit_gap is not None and train_metrics and validation_metrics:
+        fitted, held_out = train_metrics.get(primary), validation_metrics.get(primary)
+        if fitted is not None and held_out is not None:
+            gap = (fitted - held_out) if higher else (held_out - fitted)
+            ok = gap <= evaluation.max_overfit_gap
+            check("overfitting", ok, f"train-validation gap of {primary} is {gap:.4g}; allowed {evaluation.max_overfit_gap}")
+
+    champion_metrics: dict[str, Any] = {}
+    comparison = evaluation.champion
+    if champion_version is None:
+        ok = comparison.on_missing == "pass"
+        check("champion", ok, f"no champion yet: the comparison {'passes' if ok else 'fails'} (champion.on_missing: {comparison.on_missing})")
+    elif champion is None:
+        check("champion", False, f"champion v{champion_version} could not be loaded, so the candidate cannot be compared with it")
+    else:
+        try:
+            champion_metrics = score_model(champion, test, target, names, custom)
+        except Exception as exc:  # noqa: BLE001 - any scoring problem is a named gate failure
+            check("champion", False, f"champion v{champion_version} cannot be scored on this test set: {exc}")
+        else:
+            reference = champion_metrics.get(primary)
+            if reference is None or value is None:
+                check("champion", False, f"{primary} of champion v{champion_version} or of the candidate is undefined")
+            else:
+                required = comparison.min_improvement * (abs(reference) if comparison.relative else 1.0)
+                improvement = (value - reference) if higher else (reference - value)
+                ok = improvement >= required - EPSILON
+                how = f"{comparison.min_improvement:.1%} relative" if comparison.relative else f"{required:.4g}"
+                check("champion", ok, f"{primary} {_fmt(value)} {'improves' if ok else 'does not improve'} on champion "
+                                      f"v{champion_version} ({_fmt(reference)}) by at least {how}")
+
+    slice_metrics = _slices(candidate, test, config, primary, custom)
+    passed = not failures
+    summary = (f"{primary} {_fmt(value)} on {len(test)} test rows; "
+               + ("all checks passed" if passed else f"{len(failures)} check{'s' if len(failures) > 1 else ''} failed"))
+    report = store.write_bytes(report_path, _report(config, metrics, champion_metrics, baseline, lines, slice_metrics, summary).encode())
+    gate = GateResult(
+        gate="evaluation", passed=passed, policy=evaluation.on_failure, summary=summary,
+        metrics={"candidate": metrics, "champion": champion_metrics, "baseline": baseline,
+                 "champion_version": champion_version, "primary_metric": primary},
+        failures=failures, report=report,
+    )
+    record = {"metrics": metrics, "passed": passed, "dataset_fingerprint": test_fingerprint,
+              "slice_metrics": slice_metrics, "compared_to_version": champion_version, "report_uri": report.uri}
+    return Evaluation(gate=gate, record=record)
+
+
+def _report(config: PipelineConfig, metrics: dict[str, Any], champion: dict[str, Any], baseline: dict[str, Any],
+            lines: list[tuple[str, bool, str]], slices: dict[str, Any], summary: str) -> str:
+    e = html.escape
+    metric_rows = "".join(
+        f"<tr><td>{e(name)}</td><td>{_fmt(value)}</td><td>{_fmt(champion.get(name)) if champion else ''}</td>"
+        f"<td>{_fmt(baseline.get(name)) if name in baseline else ''}</td></tr>"
+        for name, value in metrics.items()
+    )
+    check_rows = "".join(
+        f"<tr class={'pass' if ok else 'fail'}><td>{e(name)}</td><td>{'pass' if ok else 'FAIL'}</td><td>{e(text)}</td></tr>"
+        for name, ok, text in lines
+    )
+    slice_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in slices.items())
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}.fail{background:#fde2e2}.pass{background:#e6f6e6}</style></head><body>"
+        f"<h1>Evaluation of {e(config.pipeline)}</h1><p>{e(summary)}</p>"
+        f"<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{check_rows}</table>"
+        f"<h2>Metrics</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th><th>baseline</th></tr>{metric_rows}</table>"
+        + (f"<h2>Slices</h2><table>{slice_rows}</table>" if slices else "")
+        + "</body></html>"
+    )

@@ -1,0 +1,99 @@
+"""Metrics by task from sklearn.metrics, each knowing whether higher is better."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+GREATER_IS_BETTER = {
+    "roc_auc": True, "pr_auc": True, "log_loss": False, "accuracy": True, "balanced_accuracy": True,
+    "f1": True, "precision": True, "recall": True, "brier": False,
+    "rmse": False, "mae": False, "r2": True, "mape": False,
+}
+NEEDS_PROBA = {"roc_auc", "pr_auc", "log_loss", "brier"}
+
+
+def greater_is_better(metric: str, custom: dict[str, Any] | None = None) -> bool:
+    if custom and metric in custom:
+        return bool(custom[metric].greater_is_better)
+    if metric not in GREATER_IS_BETTER:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(GREATER_IS_BETTER)} or a custom metric")
+    return GREATER_IS_BETTER[metric]
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def compute_metrics(
+    task: str,
+    names: list[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_proba: np.ndarray | None = None,
+    classes: list[Any] | None = None,
+    custom: dict[str, Any] | None = None,
+) -> dict[str, float | None]:
+    """Each named metric; None where it is undefined on this data (e.g. roc_auc with one class)."""
+    import numpy as np
+    from sklearn import metrics as sk
+
+    results: dict[str, float | None] = {}
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    for name in names:
+        if custom and name in custom:
+            from airflow_mlops.training.base import import_object
+
+            function = import_object(custom[name].path, f"evaluation.custom_metrics.{name}")
+            results[name] = _finite(function(y_true, y_proba if custom[name].needs_proba else y_pred))
+            continue
+        try:
+            results[name] = _finite(_metric(name, task, y_true, y_pred, y_proba, classes, sk, np))
+        except ValueError:
+            results[name] = None
+    return results
+
+
+def _metric(name: str, task: str, y_true: Any, y_pred: Any, proba: Any, classes: Any, sk: Any, np: Any) -> float:
+    if task == "regression":
+        if name == "rmse":
+            return math.sqrt(sk.mean_squared_error(y_true, y_pred))
+        if name == "mae":
+            return sk.mean_absolute_error(y_true, y_pred)
+        if name == "r2":
+            return sk.r2_score(y_true, y_pred)
+        if name == "mape":
+            return sk.mean_absolute_percentage_error(y_true, y_pred)
+        raise ConfigError(f"{name} is not a regression metric")
+    binary = task == "binary_classification"
+    labels = list(classes)
+    if name == "accuracy":
+        return sk.accuracy_score(y_true, y_pred)
+    if name == "balanced_accuracy":
+        return sk.balanced_accuracy_score(y_true, y_pred)
+    if name in {"f1", "precision", "recall"}:
+        function = {"f1": sk.f1_score, "precision": sk.precision_score, "recall": sk.recall_score}[name]
+        if binary:
+            return function(y_true, y_pred, pos_label=labels[1], zero_division=0)
+        return function(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    if proba is None:
+        raise ValueError(f"{name} needs probabilities")
+    if name == "log_loss":
+        return sk.log_loss(y_true, proba, labels=labels)
+    positive = (y_true == labels[-1]).astype(int) if binary else None
+    if name == "roc_auc":
+        if binary:
+            return sk.roc_auc_score(positive, proba[:, 1])
+        return sk.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)
+    if name == "pr_auc" and binary:
+        return sk.average_precision_score(positive, proba[:, 1])
+    if name == "brier" and binary:
+        return sk.brier_score_loss(positive, proba[:, 1])
+    raise ConfigError(f"{name} is not defined for {task}")

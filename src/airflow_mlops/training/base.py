@@ -1,0 +1,240 @@
+"""One `Trainer` protocol over three flavors, and the model bundle every flavor saves.
+
+A bundle is two objects under one prefix: the model file (skops, XGBoost UBJ or
+a torch state_dict) and `metadata.json` (flavor, task, library versions,
+features with dtypes and categories, target, classes, params, seed, and the
+model file's sha256). The registry holds the sha256 of `metadata.json`, which
+holds the model file's: loading checks both before anything is deserialized.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_mlops.errors import DataError, TrainingError
+from airflow_mlops.refs import ArtifactRef
+from airflow_mlops.training.features import (
+    FeatureSpec,
+    LabelCoder,
+    feature_columns,
+    require_classifier,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.storage import ArtifactStore
+
+METADATA = "metadata.json"
+FLAVORS = {
+    "sklearn": "airflow_mlops.training.sklearn_flavor:SklearnTrainer",
+    "xgboost": "airflow_mlops.training.xgboost_flavor:XGBoostTrainer",
+    "torch": "airflow_mlops.training.torch_flavor:TorchTrainer",
+}
+
+
+@dataclass
+class FitContext:
+    """Everything a trainer needs besides the data."""
+
+    task: str
+    n_classes: int
+    params: dict[str, Any]
+    seed: int
+    spec: FeatureSpec
+    estimator: str | None = None
+    device: str = "auto"
+    store: ArtifactStore | None = None
+    checkpoint_prefix: str | None = None
+
+
+class Trainer(Protocol):
+    """What each flavor implements. Inputs are `FeatureSpec.frame` outputs; labels are codes 0..k-1."""
+
+    flavor: str
+    model_file: str
+
+    def fit(self, train: pd.DataFrame, y_train: np.ndarray, validation: pd.DataFrame | None,
+            y_validation: np.ndarray | None, context: FitContext) -> dict[str, Any]: ...
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_proba(self, data: pd.DataFrame) -> np.ndarray: ...
+
+    def save(self) -> bytes: ...
+
+    @classmethod
+    def load(cls, data: bytes, metadata: dict[str, Any]) -> Trainer: ...
+
+    def library_versions(self) -> dict[str, str]: ...
+
+
+def trainer_class(flavor: str) -> type:
+    if flavor not in FLAVORS:
+        raise TrainingError(f"unknown flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
+    module, _, name = FLAVORS[flavor].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def import_object(path: str, what: str) -> Any:
+    """Import `package.module.Name`, with an error naming the path when it does not import."""
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainingError(f"{what} {path!r} does not import: {exc}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise TrainingError(f"{what} {path!r} does not import: {module_name} has no {attribute!r}") from None
+
+
+@dataclass
+class TrainedModel:
+    """What `train_model` returns; `artifact` is what the registry records."""
+
+    artifact: ArtifactRef
+    model_uri: str
+    metadata: dict[str, Any]
+    params: dict[str, Any]
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class LoadedModel:
+    """A verified, deserialized model: predicts on DataFrames with the original labels."""
+
+    def __init__(self, trainer: Trainer, metadata: dict[str, Any]) -> None:
+        self.trainer = trainer
+        self.metadata = metadata
+        self.spec = FeatureSpec.from_dict(metadata["features"])
+        self.labels = LabelCoder(metadata.get("classes"))
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @property
+    def flavor(self) -> str:
+        return self.metadata["flavor"]
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.labels.classes
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.spec.features)
+
+    @property
+    def feature_dtypes(self) -> dict[str, str]:
+        return dict(self.spec.dtypes)
+
+    def check_features(self, columns: dict[str, str]) -> None:
+        self.spec.check_columns(columns)
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        frame = self.spec.frame(data)
+        if self.task == "regression":
+            return self.trainer.predict(frame)
+        return self.labels.decode(self.trainer.predict_proba(frame).argmax(axis=1))
+
+    def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
+        require_classifier(self.task)
+        return self.trainer.predict_proba(self.spec.frame(data))
+
+
+def _library_versions(trainer: Trainer) -> dict[str, str]:
+    import numpy
+    import pandas
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "pandas": pandas.__version__,
+            **trainer.library_versions()}
+
+
+def train_model(
+    config: PipelineConfig,
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None,
+    store: ArtifactStore,
+    *,
+    output_prefix: str,
+    checkpoint_prefix: str | None = None,
+    params_override: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit the configured flavor on `train` (early stopping on `validation`) and save the bundle."""
+    from airflow_mlops.evaluation.metrics import compute_metrics
+
+    model = config.model
+    target = config.data.target
+    if target not in train.columns:
+        raise DataError(f"the target column {target!r} is not in the training data")
+    if len(train) == 0:
+        raise DataError("the training data is empty")
+    features = feature_columns(config, [str(c) for c in train.columns])
+    spec = FeatureSpec.from_frame(train, features, None if config.data.categorical == "auto" else list(config.data.categorical))
+    labels = LabelCoder.fit(train[target], model.task)
+    params = {**model.params, **(params_override or {})}
+    context = FitContext(
+        task=model.task, n_classes=len(labels.classes or []), params=params, seed=model.seed, spec=spec,
+        estimator=model.estimator, device=model.device, store=store, checkpoint_prefix=checkpoint_prefix,
+    )
+    trainer = trainer_class(model.flavor)()
+    y_train = labels.encode(train[target])
+    has_validation = validation is not None and len(validation) > 0
+    x_validation = spec.frame(validation) if has_validation else None
+    y_validation = labels.encode(validation[target]) if has_validation else None
+    info = trainer.fit(spec.frame(train), y_train, x_validation, y_validation, context)
+
+    metric_names = list(config.evaluation.metrics or [])
+    loaded = LoadedModel(trainer, {"task": model.task, "flavor": model.flavor, "features": spec.to_dict(), "classes": labels.classes})
+    train_metrics = _score(loaded, train, target, metric_names, compute_metrics)
+    validation_metrics = _score(loaded, validation, target, metric_names, compute_metrics) if has_validation else {}
+
+    model_bytes = trainer.save()
+    model_ref = store.write_bytes(f"{output_prefix.rstrip('/')}/{trainer.model_file}", model_bytes)
+    metadata = {
+        "format": 1,
+        "flavor": model.flavor,
+        "task": model.task,
+        "target": target,
+        "classes": labels.classes,
+        "features": spec.to_dict(),
+        "params": params,
+        "estimator": model.estimator,
+        "seed": model.seed,
+        "model_file": trainer.model_file,
+        "model_sha256": model_ref.sha256,
+        "library_versions": _library_versions(trainer),
+        "train_rows": len(train),
+        "info": info,
+    }
+    artifact = store.write_json(f"{output_prefix.rstrip('/')}/{METADATA}", metadata)
+    return TrainedModel(artifact=artifact, model_uri=artifact.uri, metadata=metadata, params=params,
+                        train_metrics=train_metrics, validation_metrics=validation_metrics, info=info)
+
+
+def _score(model: LoadedModel, frame: pd.DataFrame, target: str, names: list[str], compute: Any) -> dict[str, float]:
+    proba = model.predict_proba(frame) if model.task != "regression" else None
+    predictions = model.predict(frame)
+    return compute(model.task, names, frame[target].to_numpy(), predictions, proba, model.classes)
+
+
+def load_model(uri: str, store: ArtifactStore, *, expected_sha256: str) -> LoadedModel:
+    """Load a bundle after verifying it: a tampered file raises IntegrityError, never deserialized."""
+    metadata = store.read_json(uri, expected_sha256=expected_sha256)
+    folder = uri.rsplit("/", 1)[0]
+    data = store.read_bytes(f"{folder}/{metadata['model_file']}", expected_sha256=metadata["model_sha256"])
+    trainer = trainer_class(metadata["flavor"]).load(data, metadata)
+    return LoadedModel(trainer, metadata)
+
+
+def machine_threads() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check --progress-bar off
 
-.PHONY: test demo install system-deps lint constraints clean
+.PHONY: test demo airflow install system-deps lint constraints clean
 
 install: $(INSTALLED) system-deps
 
@@ -27,10 +27,19 @@ system-deps:
 	fi
 
 lint: install
-	$(BIN)/ruff check src tests dags
+	$(BIN)/ruff check src tests dags scripts
 
 test: install lint
 	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+# The Airflow UI with these DAGs and plugins on 127.0.0.1 (login printed by Airflow).
+airflow: install
+	AIRFLOW_HOME=$(CURDIR)/.airflow/standalone AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST=127.0.0.1 $(BIN)/airflow standalone
 
 # Regenerate the pins from a clean resolve of pyproject.toml (needs the network).
 constraints:

@@ -14,4 +14,15 @@ def get_provider_info() -> dict[str, Any]:
         "name": "airflow-mlops",
         "description": "Operators and DAG templates for the whole life of a tabular ML model.",
         "versions": [__version__],
+        # Makes "ML model registry (airflow-mlops)" a connection type in the UI's form.
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_mlops.hooks.registry.MlopsRegistryHook",
+                "connection-type": "mlops_registry",
+            }
+        ],
+        "extra-links": [
+            "airflow_mlops.operators.links.ReportLink",
+            "airflow_mlops.operators.links.ModelVersionLink",
+        ],
     }

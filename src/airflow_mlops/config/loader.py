@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.errors import ConfigError
 from airflow_mlops.config.schema import SHORT_EXPECTATIONS, PipelineConfig
+from airflow_mlops.errors import ConfigError
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 

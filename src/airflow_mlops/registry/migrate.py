@@ -21,9 +21,8 @@ def _config(connection: Connection):  # noqa: ANN202 - alembic.config.Config
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

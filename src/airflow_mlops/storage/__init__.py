@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_mlops.storage.base import ArtifactStore, artifact_root, sha256_bytes, sha256_file
+from airflow_mlops.storage.base import (
+    ArtifactStore,
+    artifact_root,
+    safe_key,
+    sha256_bytes,
+    sha256_file,
+)
 from airflow_mlops.storage.local import LocalArtifactStore
 from airflow_mlops.storage.s3 import S3ArtifactStore
 
@@ -23,6 +29,7 @@ __all__ = [
     "S3ArtifactStore",
     "artifact_root",
     "open_store",
+    "safe_key",
     "sha256_bytes",
     "sha256_file",
 ]

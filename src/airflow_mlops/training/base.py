@@ -150,6 +150,25 @@ class LoadedModel:
         require_classifier(self.task)
         return self.trainer.predict_proba(self.spec.frame(data))
 
+    def predict_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities or None) for an all-numeric float matrix in feature order.
+
+        The batch-inference fast path: flavors with a native matrix API skip pandas.
+        """
+        import pandas as pd
+
+        native = getattr(self.trainer, "predict_proba_matrix", None)
+        if native is None:
+            frame = pd.DataFrame(matrix, columns=self.spec.features)
+            if self.task == "regression":
+                return self.trainer.predict(frame), None
+            proba = self.trainer.predict_proba(frame)
+        elif self.task == "regression":
+            return native(matrix), None
+        else:
+            proba = native(matrix)
+        return self.labels.decode(proba.argmax(axis=1)), proba
+
 
 def _library_versions(trainer: Trainer) -> dict[str, str]:
     import numpy

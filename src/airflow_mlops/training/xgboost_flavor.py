@@ -77,6 +77,23 @@ class XGBoostTrainer:
         raw = self._raw(data)
         return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
 
+    def predict_proba_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities (or values, for regression) straight from a float32 matrix: no DMatrix, no pandas."""
+        import numpy as np
+
+        limit = (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
+        raw = self.booster.inplace_predict(matrix, iteration_range=limit)
+        if raw.ndim == 1 and self._objective() == "binary:logistic":
+            return np.column_stack([1.0 - raw, raw])
+        return raw
+
+    def _objective(self) -> str:
+        if getattr(self, "_objective_name", None) is None:
+            import json
+
+            self._objective_name = json.loads(self.booster.save_config())["learner"]["objective"]["name"]
+        return self._objective_name
+
     def save(self) -> bytes:
         return bytes(self.booster.save_raw(raw_format="ubj"))
 

@@ -1,0 +1,34 @@
+"""<pipeline>__batch_inference: pin the model -> validate inputs -> plan -> score chunks -> commit.
+
+Runs on `inference.schedule` and whenever the champion changes. The version is
+resolved once per run, so a promotion in the middle never mixes two models in
+one output; chunks are scored in parallel by dynamic task mapping.
+"""
+
+from airflow.sdk import DAG
+
+from airflow_mlops import templates
+from airflow_mlops.operators import (
+    CommitBatchOperator,
+    PinModelOperator,
+    PlanBatchOperator,
+    ScoreChunkOperator,
+    ValidateDataOperator,
+)
+
+for config in templates.pipelines(__file__):
+    args = templates.operator_args(config)
+
+    with DAG(
+        schedule=templates.inference_schedule(config),
+        params=templates.inference_params(config),
+        **templates.dag_kwargs(config, "batch_inference", "score new data with the champion"),
+    ):
+        pin = PinModelOperator(task_id="pin_model", alias="{{ params.alias }}", version="{{ params.version }}", **args)
+        validate = ValidateDataOperator(
+            task_id="validate_input", data_uri="{{ params.input }}", for_scoring=True, **args
+        )
+        plan = PlanBatchOperator(task_id="plan", pinned=pin.output, input_uri="{{ params.input }}", **args)
+        score = ScoreChunkOperator.partial(task_id="score", **args).expand(chunk=plan.output)
+        commit = CommitBatchOperator(task_id="commit", results=score.output, **args)
+        pin >> validate >> plan

@@ -1,0 +1,153 @@
+"""Batch-inference plans: the pinned model version and the input cut into chunks."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.storage import ArtifactStore
+
+MAX_CHUNKS = 1024  # Airflow's [core] max_map_length
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
+        return cls.model_validate(data)
+
+
+class ChunkPart(_Record):
+    uri: str
+    row_groups: list[int] | None = Field(None, description="parquet row groups; None = the whole file (csv)")
+    rows: int
+
+
+class Chunk(_Record):
+    index: int
+    rows: int
+    parts: list[ChunkPart]
+
+
+class BatchPlan(_Record):
+    """Everything a worker needs to score one chunk, decided once per run."""
+
+    pipeline: str
+    model_name: str
+    model_version: int
+    artifact_uri: str
+    artifact_sha256: str
+    run_id: str
+    input_uri: str
+    output_prefix: str
+    id_columns: list[str]
+    chunk_rows: int
+    total_rows: int
+    chunks: list[Chunk]
+    input_signature: str
+    planned_at: str
+
+    def part_uri(self, index: int) -> str:
+        return f"{self.output_prefix}/part-{index:05d}.parquet"
+
+    @property
+    def manifest_uri(self) -> str:
+        return f"{self.output_prefix}/_manifest.json"
+
+
+def _pieces(uri: str, store: ArtifactStore) -> list[tuple[str, int | None, int]]:
+    """(file, row group or None, rows) for every row group of every part, in order."""
+    from airflow_mlops.data import data_format, list_parts, parquet_row_groups
+
+    pieces = []
+    for part in list_parts(uri, store):
+        if data_format(part) == "parquet":
+            pieces += [(part, group, rows) for group, rows in enumerate(parquet_row_groups(part, store)) if rows]
+        else:
+            pieces.append((part, None, parquet_row_groups(part, store)[0]))
+    return pieces
+
+
+def cut_chunks(pieces: list[tuple[str, int | None, int]], chunk_rows: int, max_chunks: int = MAX_CHUNKS) -> tuple[int, list[Chunk]]:
+    """Group consecutive pieces into chunks of about `chunk_rows`; never more than `max_chunks`."""
+    total = sum(rows for _, _, rows in pieces)
+    target = max(chunk_rows, math.ceil(total / max_chunks)) if total else chunk_rows
+    chunks: list[Chunk] = []
+    current: list[ChunkPart] = []
+    current_rows = 0
+
+    def close() -> None:
+        nonlocal current, current_rows
+        if current:
+            chunks.append(Chunk(index=len(chunks), rows=current_rows, parts=current))
+        current, current_rows = [], 0
+
+    for uri, group, rows in pieces:
+        if current and current[-1].uri == uri and group is not None and current[-1].row_groups is not None:
+            current[-1].row_groups.append(group)
+            current[-1].rows += rows
+        else:
+            current.append(ChunkPart(uri=uri, row_groups=None if group is None else [group], rows=rows))
+        current_rows += rows
+        if current_rows >= target:
+            close()
+    close()
+    return target, chunks
+
+
+def plan_batch(
+    config: PipelineConfig,
+    registry: Any,
+    store: ArtifactStore,
+    *,
+    run_id: str,
+    input_uri: str | None = None,
+    output_uri: str | None = None,
+    alias: str | None = None,
+    version: int | None = None,
+    chunk_rows: int | None = None,
+    max_chunks: int = MAX_CHUNKS,
+) -> BatchPlan:
+    """Pin the model version (an explicit version wins over the alias) and cut the input into chunks."""
+    import hashlib
+
+    from airflow_mlops.storage import safe_key
+
+    source = input_uri or config.inference.input
+    if not source:
+        raise ConfigError(f"{config.pipeline}: inference.input is not set and no input was given")
+    name = config.pipeline
+    pinned = registry.get_version(name, version) if version is not None else registry.resolve(name, alias or config.inference.alias)
+    pieces = _pieces(source, store)
+    target, chunks = cut_chunks(pieces, chunk_rows or config.inference.chunk_rows, max_chunks)
+    signature = hashlib.sha256()
+    for uri, group, rows in pieces:
+        signature.update(f"{uri}|{group}|{rows}\n".encode())
+    output = output_uri or config.inference.output or f"predictions/{name}"
+    return BatchPlan(
+        pipeline=name,
+        model_name=name,
+        model_version=pinned.version,
+        artifact_uri=pinned.artifact_uri,
+        artifact_sha256=pinned.artifact_sha256,
+        run_id=run_id,
+        input_uri=store.uri(source),
+        output_prefix=store.uri(f"{output.rstrip('/')}/{safe_key(run_id)}"),
+        id_columns=list(config.data.ids),
+        chunk_rows=target,
+        total_rows=sum(c.rows for c in chunks),
+        chunks=chunks,
+        input_signature=signature.hexdigest(),
+        planned_at=datetime.now(timezone.utc).isoformat(),
+    )

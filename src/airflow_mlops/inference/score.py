@@ -1,0 +1,275 @@
+"""Scoring one chunk and committing a run: deterministic keys, manifest last, bounded memory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.errors import DataError
+from airflow_mlops.inference.plan import BatchPlan, _Record
+from airflow_mlops.refs import ArtifactRef
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from airflow_mlops.refs import GateResult
+    from airflow_mlops.storage import ArtifactStore
+    from airflow_mlops.training import LoadedModel
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH_ROWS = 262_144
+PROGRESS_SECONDS = 10.0
+_MODELS: dict[str, LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+class ChunkResult(_Record):
+    index: int
+    uri: str
+    rows: int
+    sha256: str
+    size: int
+    seconds: float
+    worker: str
+    input_fingerprint: str
+
+
+def _model(plan: BatchPlan, store: ArtifactStore) -> LoadedModel:
+    """Each process loads (and verifies) the pinned model once."""
+    from airflow_mlops.training import load_model
+
+    with _MODELS_LOCK:
+        if plan.artifact_sha256 not in _MODELS:
+            _MODELS[plan.artifact_sha256] = load_model(plan.artifact_uri, store, expected_sha256=plan.artifact_sha256)
+        return _MODELS[plan.artifact_sha256]
+
+
+def _numpy_dtype(arrow_type: pa.DataType) -> str:
+    import numpy as np
+
+    try:
+        return str(np.dtype(arrow_type.to_pandas_dtype()))
+    except (NotImplementedError, TypeError):
+        return "object"
+
+
+def _check_schema(schema: pa.Schema, model: LoadedModel, ids: list[str], uri: str, index: int) -> None:
+    columns = {field.name: _numpy_dtype(field.type) for field in schema}
+    missing_ids = [c for c in ids if c not in columns]
+    if missing_ids:
+        raise DataError(f"chunk {index} ({uri}): missing id column{'s' if len(missing_ids) > 1 else ''} {', '.join(map(repr, missing_ids))}")
+    try:
+        model.check_features(columns)
+    except DataError as exc:
+        raise DataError(f"chunk {index} ({uri}): {exc}") from None
+
+
+def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, probabilities or None). All-numeric features skip pandas entirely."""
+    import numpy as np
+
+    spec = model.spec
+    if not spec.categorical:
+        matrix = np.empty((batch.num_rows, len(spec.features)), dtype=np.float32)
+        for position, column in enumerate(spec.features):
+            matrix[:, position] = batch.column(column).to_numpy(zero_copy_only=False)
+        return model.predict_matrix(matrix)
+    frame = batch.to_pandas()
+    if model.task == "regression":
+        return model.predict(frame), None
+    proba = model.predict_proba(frame)
+    return model.labels.decode(proba.argmax(axis=1)), proba
+
+
+def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, predictions: np.ndarray, proba: np.ndarray | None) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {c: batch.column(c) for c in plan.id_columns}
+    columns["prediction"] = pa.array(predictions)
+    if proba is not None:
+        for position, label in enumerate(model.classes or []):
+            columns[f"proba_{label}"] = pa.array(proba[:, position])
+    rows = batch.num_rows
+    columns["model_name"] = pa.array([plan.model_name] * rows, pa.string())
+    columns["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
+    columns["run_id"] = pa.array([plan.run_id] * rows, pa.string())
+    return pa.table(columns)
+
+
+def _part_batches(part: Any, store: ArtifactStore, columns: list[str], batch_rows: int) -> Any:
+    from airflow_mlops.data import iter_batches, iter_row_group_batches
+
+    if part.row_groups is None:
+        return iter_batches(part.uri, store, columns=columns, batch_rows=batch_rows)
+    return iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows)
+
+
+def _schema(part: Any, store: ArtifactStore) -> pa.Schema:
+    from airflow_mlops.data import data_format, iter_batches
+
+    if data_format(part.uri) == "parquet":
+        import pyarrow.parquet as pq
+
+        with store.local_path(part.uri) as local:
+            return pq.read_schema(local)
+    first = next(iter_batches(part.uri, store, batch_rows=1), None)
+    if first is None:
+        raise DataError(f"{part.uri}: the csv file has no rows")
+    return first.schema
+
+
+def score_chunk(
+    plan: BatchPlan | dict[str, Any],
+    index: int,
+    store: ArtifactStore,
+    *,
+    validate: Callable[[pd.DataFrame], GateResult] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> ChunkResult:
+    """Score chunk `index` into `<output_prefix>/part-<index>.parquet` (overwritten on retry)."""
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.data import fingerprint_batches
+
+    plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
+    if not 0 <= index < len(plan.chunks):
+        raise DataError(f"chunk {index} is not in the plan ({len(plan.chunks)} chunks)")
+    chunk = plan.chunks[index]
+    model = _model(plan, store)
+    columns = list(dict.fromkeys([*model.feature_names, *plan.id_columns]))
+    started = time.monotonic()
+    last_report = started
+    rows = 0
+    inputs: list[pa.RecordBatch] = []
+    fingerprints: list[str] = []
+    fd, temp = tempfile.mkstemp(suffix=".parquet", prefix=f"part-{index:05d}-")
+    os.close(fd)
+    writer = None
+    try:
+        for part in chunk.parts:
+            _check_schema(_schema(part, store), model, plan.id_columns, part.uri, index)
+            for batch in _part_batches(part, store, columns, batch_rows):
+                if validate is not None:
+                    gate = validate(batch.to_pandas())
+                    if not gate.passed:
+                        raise DataError(f"chunk {index} ({part.uri}) failed validation: " + "; ".join(gate.failures))
+                predictions, proba = _predict(model, batch)
+                table = _output_table(batch, plan, model, predictions, proba)
+                if writer is None:
+                    writer = pq.ParquetWriter(temp, table.schema)
+                writer.write_table(table)
+                inputs.append(batch)
+                if len(inputs) >= 8:  # fingerprint in groups: bounded memory, few hashes
+                    fingerprints.append(fingerprint_batches(inputs)[0])
+                    inputs = []
+                rows += batch.num_rows
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_SECONDS:
+                    log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
+                    last_report = now
+        if inputs:
+            fingerprints.append(fingerprint_batches(inputs)[0])
+        if writer is None:
+            raise DataError(f"chunk {index}: no rows were read")
+        writer.close()
+        writer = None
+        if rows != chunk.rows:
+            raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
+        ref = store.write_file(plan.part_uri(index), temp)
+    finally:
+        if writer is not None:
+            writer.close()
+        Path(temp).unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    log.info("chunk %d: %d rows in %.1f s (%.0f rows/s)", index, rows, seconds, rows / max(seconds, 1e-9))
+    import hashlib
+
+    return ChunkResult(
+        index=index, uri=ref.uri, rows=rows, sha256=ref.sha256, size=ref.size, seconds=round(seconds, 3),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        input_fingerprint=hashlib.sha256("".join(fingerprints).encode()).hexdigest(),
+    )
+
+
+def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | dict[str, Any]], store: ArtifactStore) -> ArtifactRef:
+    """Check every planned chunk, delete stale parts, then write the manifest (last)."""
+    import hashlib
+
+    plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
+    by_index: dict[int, ChunkResult] = {}
+    for result in results:
+        result = result if isinstance(result, ChunkResult) else ChunkResult.model_validate(
+            {k: v for k, v in result.items() if k in ChunkResult.model_fields}
+        )
+        by_index[result.index] = result
+    problems = []
+    for chunk in plan.chunks:
+        result = by_index.get(chunk.index)
+        if result is None:
+            problems.append(f"chunk {chunk.index} has no result")
+        elif result.rows != chunk.rows:
+            problems.append(f"chunk {chunk.index} has {result.rows} rows, planned {chunk.rows}")
+        elif result.uri != plan.part_uri(chunk.index) or not store.exists(result.uri):
+            problems.append(f"chunk {chunk.index}: part {result.uri} is missing")
+        elif store.sha256(result.uri) != result.sha256:
+            problems.append(f"chunk {chunk.index}: part {result.uri} changed after it was written")
+    if problems:
+        raise DataError("not committing the batch output: " + "; ".join(problems))
+    expected = {plan.part_uri(c.index) for c in plan.chunks}
+    stale = [u for u in store.list(plan.output_prefix) if u not in expected]
+    for uri in stale:
+        store.delete(uri)  # parts of an earlier attempt with another plan, and any old manifest
+    ordered = [by_index[c.index] for c in plan.chunks]
+    manifest = {
+        "format": 1,
+        "pipeline": plan.pipeline,
+        "model": {"name": plan.model_name, "version": plan.model_version, "artifact_sha256": plan.artifact_sha256},
+        "run_id": plan.run_id,
+        "input": {"uri": plan.input_uri, "signature": plan.input_signature,
+                  "fingerprint": hashlib.sha256("".join(r.input_fingerprint for r in ordered).encode()).hexdigest()},
+        "total_rows": sum(r.rows for r in ordered),
+        "parts": [{"uri": r.uri, "rows": r.rows, "sha256": r.sha256, "size": r.size, "seconds": r.seconds,
+                   "worker": r.worker} for r in ordered],
+        "timing": {"chunk_seconds": round(sum(r.seconds for r in ordered), 3), "planned_at": plan.planned_at,
+                   "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "removed_stale": stale,
+    }
+    return store.write_json(plan.manifest_uri, manifest)
+
+
+def read_output(prefix: str, store: ArtifactStore) -> pd.DataFrame:
+    """A committed output: only the parts its manifest lists, each verified; no manifest, no output."""
+    import pandas as pd
+
+    from airflow_mlops.data import read_table
+
+    manifest_uri = f"{prefix.rstrip('/')}/_manifest.json"
+    if not store.exists(manifest_uri):
+        raise DataError(f"{store.uri(prefix)} has no _manifest.json: the batch output was never committed")
+    manifest = store.read_json(manifest_uri)
+    frames = []
+    for part in manifest["parts"]:
+        data = store.read_bytes(part["uri"], expected_sha256=part["sha256"])
+        del data  # verified; read_table streams the same file
+        frames.append(read_table(part["uri"], store))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_batch(config: Any, registry: Any, store: ArtifactStore, *, run_id: str, **plan_options: Any) -> ArtifactRef:
+    """Plan, score every chunk and commit, in this process (the demo and the benchmark use it)."""
+    from airflow_mlops.inference.plan import plan_batch
+
+    plan = plan_batch(config, registry, store, run_id=run_id, **plan_options)
+    results = [score_chunk(plan, chunk.index, store) for chunk in plan.chunks]
+    return commit_batch(plan, results, store)

@@ -1,0 +1,26 @@
+"""Thin Airflow operators over the airflow-mlops modules: read the context, call one step, return a ref."""
+
+from airflow_mlops.operators.drift import DriftCheckOperator
+from airflow_mlops.operators.evaluate import EvaluateModelOperator
+from airflow_mlops.operators.inference import (
+    CommitBatchOperator,
+    PinModelOperator,
+    PlanBatchOperator,
+    ScoreChunkOperator,
+)
+from airflow_mlops.operators.promote import PromoteModelOperator, RollbackModelOperator
+from airflow_mlops.operators.train import TrainModelOperator
+from airflow_mlops.operators.validate import ValidateDataOperator
+
+__all__ = [
+    "CommitBatchOperator",
+    "DriftCheckOperator",
+    "EvaluateModelOperator",
+    "PinModelOperator",
+    "PlanBatchOperator",
+    "PromoteModelOperator",
+    "RollbackModelOperator",
+    "ScoreChunkOperator",
+    "TrainModelOperator",
+    "ValidateDataOperator",
+]

@@ -1,0 +1,121 @@
+"""What every airflow-mlops operator shares: the pipeline, the store, the registry, gates."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.refs import GateResult
+from airflow_mlops.storage.base import safe_key
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.registry import ModelRegistry
+    from airflow_mlops.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who and what is running: recorded as lineage on every version and alias change."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    actor: str
+
+    @classmethod
+    def from_context(cls, context: Context) -> RunInfo:
+        dag_run = context["dag_run"]
+        ti = context["ti"]
+        user = getattr(dag_run, "triggering_user_name", None)
+        return cls(
+            dag_id=dag_run.dag_id,
+            run_id=dag_run.run_id,
+            task_id=ti.task_id,
+            map_index=getattr(ti, "map_index", -1) if getattr(ti, "map_index", -1) is not None else -1,
+            actor=user or f"airflow:{dag_run.run_type}",
+        )
+
+
+def run_prefix(pipeline: str, run_id: str, task_id: str) -> str:
+    """Deterministic per run and task, so a retry overwrites instead of duplicating."""
+    return f"pipelines/{pipeline}/runs/{safe_key(run_id)}/{task_id}"
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base of the airflow-mlops operators.
+
+    :param config: the pipeline file's content as a dict (validated again on the worker).
+    :param mlops_registry_conn_id: connection of the model registry (embedded SQLite when absent).
+    :param aws_conn_id: Amazon connection used when the artifact root is on S3.
+    :param artifact_root: overrides `AIRFLOW_MLOPS_HOME` as the artifact root.
+    """
+
+    ui_color = "#e8f1ff"
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        mlops_registry_conn_id: str = "mlops_registry",
+        aws_conn_id: str | None = "aws_default",
+        artifact_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.mlops_registry_conn_id = mlops_registry_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.artifact_root = artifact_root
+
+    @cached_property
+    def pipeline(self) -> PipelineConfig:
+        from airflow_mlops.config import parse_pipeline_config
+
+        return parse_pipeline_config(self.config, source=f"{self.dag_id} config")
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        from airflow_mlops.hooks.store import ArtifactStoreHook
+
+        return ArtifactStoreHook(artifact_root=self.artifact_root, aws_conn_id=self.aws_conn_id).get_conn()
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        from airflow_mlops.hooks.registry import MlopsRegistryHook
+
+        return MlopsRegistryHook(self.mlops_registry_conn_id).get_conn()
+
+    def run_prefix(self, context: Context) -> str:
+        info = RunInfo.from_context(context)
+        suffix = f"/{info.map_index}" if info.map_index >= 0 else ""
+        return run_prefix(self.pipeline.pipeline, info.run_id, info.task_id) + suffix
+
+    def apply_gate(self, result: GateResult, context: Context) -> None:
+        """Apply the gate's policy: fail (no retry), skip downstream, or warn and go on."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        context["ti"].xcom_push(key="gate", value=result.to_dict())
+        for line in result.failures:
+            self.log.warning("%s gate: %s", result.gate, line)
+        if result.passed:
+            self.log.info("%s gate passed: %s", result.gate, result.summary)
+            return
+        message = f"{result.gate} gate failed ({result.policy}): {result.summary}"
+        from airflow_mlops.operators.alerts import notify
+
+        notify(self.pipeline, "gate_failed", message + "\n" + "\n".join(result.failures), context)
+        if result.policy == "fail":
+            raise AirflowFailException(message)
+        if result.policy == "skip":
+            raise AirflowSkipException(message)
+        self.log.warning("%s; continuing because the policy is 'warn'", message)

@@ -1,0 +1,53 @@
+"""DriftCheckOperator: compare recent data with the champion's training data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MlopsBaseOperator, RunInfo
+from airflow_mlops.operators.links import ReportLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DriftCheckOperator(MlopsBaseOperator):
+    """Check `current_uri` for drift against `drift.reference`; record it in the registry.
+
+    With `drift.on_drift: fail` a drift fails the task; with `retrain` or `alert`
+    the task succeeds and returns `{"drifted": true, ...}` for the DAG to act on.
+
+    :param current_uri: recent data (templated); default `drift.current`.
+    """
+
+    template_fields = ("current_uri",)
+    operator_extra_links = (ReportLink(),)
+
+    def __init__(self, *, current_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.current_uri = current_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.operators.alerts import notify
+        from airflow_mlops.steps import check_pipeline_drift
+
+        info = RunInfo.from_context(context)
+        outcome = check_pipeline_drift(
+            self.pipeline,
+            self.store,
+            self.registry,
+            current_uri=self.current_uri or self.pipeline.drift.current,
+            report_path=f"{self.run_prefix(context)}/drift.html",
+            run_id=info.run_id,
+        )
+        gate = outcome["gate"]
+        self.report_uri = gate.report.uri if gate.report else None
+        context["ti"].xcom_push(key="gate", value=gate.to_dict())
+        if outcome["drifted"]:
+            message = gate.summary + "\n" + "\n".join(gate.failures)
+            notify(self.pipeline, "drift", message, context)
+            if self.pipeline.drift.on_drift == "fail":
+                raise AirflowFailException(f"drift detected: {gate.summary}")
+        return {**outcome, "gate": gate.to_dict()}

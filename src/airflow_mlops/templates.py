@@ -1,0 +1,189 @@
+"""What the DAG templates in dags/ share: pipeline files, schedules, Assets, Params.
+
+Everything here runs at DAG-parse time, so it reads only the pipeline files:
+no registry, no artifact store, no network, no heavy ML imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.config import LoadedPipelines, PipelineConfig, load_pipeline_configs
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset, Param
+
+log = logging.getLogger(__name__)
+
+CONFIGS_ENV = "AIRFLOW_MLOPS_CONFIGS"
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+}
+
+
+def configs_folder(dag_file: str) -> Path:
+    """`$AIRFLOW_MLOPS_CONFIGS` (an Airflow Variable works too: AIRFLOW_VAR_MLOPS_CONFIGS), else configs/ beside the template."""
+    folder = os.environ.get(CONFIGS_ENV) or os.environ.get("AIRFLOW_VAR_MLOPS_CONFIGS")
+    return Path(folder) if folder else Path(dag_file).resolve().parent / "configs"
+
+
+def load_pipelines(dag_file: str) -> LoadedPipelines:
+    """Every valid pipeline file; a broken one is logged here and raised by dags/pipeline_files.py."""
+    loaded = load_pipeline_configs(configs_folder(dag_file), strict=False)
+    for path, error in loaded.errors.items():
+        log.error("skipping %s: %s", path.name, error)
+    return loaded
+
+
+def pipelines(dag_file: str) -> list[PipelineConfig]:
+    return list(load_pipelines(dag_file).configs.values())
+
+
+def dag_id(config: PipelineConfig, kind: str) -> str:
+    return f"{config.pipeline}__{kind}"
+
+
+def _absolute_uri(path: str) -> str:
+    if "://" in path:
+        return path
+    if os.path.isabs(path):
+        return f"file://{path}"
+    from airflow_mlops.storage import artifact_root
+
+    root = artifact_root()
+    joined = f"{root.rstrip('/')}/{path.lstrip('/')}"
+    return joined if "://" in joined else f"file://{joined}"
+
+
+def training_data_asset(config: PipelineConfig) -> Asset:
+    """The training data as an Asset: an ingestion DAG with this outlet starts retraining."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{config.pipeline}.training_data", uri=_absolute_uri(config.data.train))
+
+
+def champion_asset(config: PipelineConfig) -> Asset:
+    """Updated whenever the promotion alias of this pipeline moves."""
+    from airflow.sdk import Asset
+
+    alias = config.promotion.alias
+    return Asset(name=f"{config.pipeline}.{alias}", uri=f"x-mlops://{config.pipeline}/{alias}")
+
+
+def _schedule(cron: str | None, asset: Asset | None) -> Any:
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    if asset is None:
+        return cron
+    if cron is None or cron in ("@once", "@continuous"):
+        return [asset]
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(CRON_PRESETS.get(cron, cron), timezone="UTC"), assets=asset
+    )
+
+
+def retraining_schedule(config: PipelineConfig) -> Any:
+    asset = training_data_asset(config) if config.retraining.on_new_data else None
+    return _schedule(config.retraining.schedule, asset)
+
+
+def inference_schedule(config: PipelineConfig) -> Any:
+    return _schedule(config.inference.schedule, champion_asset(config))
+
+
+def drift_schedule(config: PipelineConfig) -> Any:
+    return config.drift.schedule
+
+
+def retraining_params(config: PipelineConfig) -> dict[str, Param]:
+    """The Trigger form of `<pipeline>__retrain`."""
+    from airflow.sdk import Param
+
+    return {
+        "training_data": Param(config.data.train, type="string", minLength=1, description="training data URI or path"),
+        "model_params": Param({}, type="object", description="merged over model.params for this run"),
+        "approval": Param(config.promotion.approval, enum=["none", "required"], description="ask a person before promoting"),
+        "dry_run": Param(False, type="boolean", description="train and evaluate, never promote"),
+        "reason": Param("", type="string", description="why this run was started (recorded with the promotion)"),
+    }
+
+
+def inference_params(config: PipelineConfig) -> dict[str, Param]:
+    """The Trigger form of `<pipeline>__batch_inference`."""
+    from airflow.sdk import Param
+
+    return {
+        "input": Param(config.inference.input or "", type="string", minLength=1, description="data to score"),
+        "alias": Param(config.inference.alias, type="string", minLength=1, description="model alias to score with"),
+        "version": Param(None, type=["null", "integer"], minimum=1, description="a version number; wins over the alias"),
+    }
+
+
+def drift_params(config: PipelineConfig) -> dict[str, Param]:
+    from airflow.sdk import Param
+
+    return {"current": Param(config.drift.current or "", type="string", minLength=1, description="recent data to check")}
+
+
+def rollback_params(config: PipelineConfig) -> dict[str, Param]:
+    from airflow.sdk import Param
+
+    return {
+        "alias": Param(config.promotion.alias, type="string", minLength=1),
+        "reason": Param(type="string", minLength=3, description="why: recorded in the alias history"),
+    }
+
+
+def dag_kwargs(config: PipelineConfig, kind: str, doc: str) -> dict[str, Any]:
+    """DAG arguments every template uses."""
+    import pendulum
+
+    from airflow_mlops.operators.alerts import FailureAlert
+
+    return {
+        "dag_id": dag_id(config, kind),
+        "description": f"{doc}: {config.description}".rstrip(": "),
+        "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "render_template_as_native_obj": True,
+        "tags": ["mlops", config.pipeline, kind, *config.tags],
+        "default_args": {
+            "owner": config.owner,
+            "retries": 1,
+            "retry_delay": timedelta(seconds=30),
+            "on_failure_callback": FailureAlert(config),
+        },
+        "doc_md": f"**{config.pipeline}**: {doc}. Pipeline file: `{config.pipeline}`.\n\n{config.description}",
+    }
+
+
+def operator_args(config: PipelineConfig) -> dict[str, Any]:
+    return {"config": config.model_dump(mode="json")}
+
+
+def is_drifted(result: dict[str, Any]) -> bool:
+    """ShortCircuit condition of the drift DAG."""
+    return bool(result and result.get("drifted"))
+
+
+def raise_for_broken_pipeline_files(dag_file: str) -> None:
+    """Raise one ConfigError listing every broken pipeline file (see dags/pipeline_files.py)."""
+    from airflow_mlops.errors import ConfigError
+
+    loaded = load_pipeline_configs(configs_folder(dag_file), strict=False)
+    if loaded.errors:
+        raise ConfigError("\n".join(str(error) for error in loaded.errors.values()))
+
+
+def approval_timeout(config: PipelineConfig) -> timedelta:
+    return timedelta(hours=config.promotion.approval_timeout_hours)

@@ -1,0 +1,193 @@
+"""Whole DAG runs through Airflow's `dag.test()` on the example pipeline, embedded defaults.
+
+These are the behaviours a team relies on: the first run promotes, a worse model
+is stopped by the gate, `skip` and dry-run never promote, rollback moves the
+champion back, a retried task never registers a second version, batch inference
+commits every row once, and drift starts a retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+PIPELINE = "breast_cancer"
+WEAK = {"n_estimators": 2, "max_depth": 1, "learning_rate": 0.01}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """`dag.test()` needs a migrated metadata DB (SQLite in the suite's AIRFLOW_HOME)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    shutil.copy(DAGS / "configs" / f"{PIPELINE}.yaml", folder)
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIGS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def example_data(mlops_home: Path) -> Path:
+    from airflow_mlops.examples import materialise_examples
+    from airflow_mlops.storage import open_store
+
+    materialise_examples(open_store(str(mlops_home)), (PIPELINE,))
+    return mlops_home
+
+
+def get_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+def run_dag(dag_id: str, conf: dict | None = None):
+    dag_run = get_dag(dag_id).test(run_conf=conf or {})
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    return dag_run, states
+
+
+def registry():
+    from airflow_mlops.registry import ModelRegistry
+
+    return ModelRegistry()
+
+
+def champion() -> int | None:
+    from airflow_mlops.errors import NotFoundError
+
+    try:
+        return registry().resolve(PIPELINE, "champion").version
+    except NotFoundError:
+        return None
+
+
+def test_first_run_promotes_and_a_worse_model_is_stopped_by_the_gate(airflow_db, configs, example_data):
+    first, states = run_dag(f"{PIPELINE}__retrain")
+    assert first.state == "success", states
+    assert champion() == 1
+    version = registry().get_version(PIPELINE, 1)
+    assert (version.dag_id, version.run_id, version.task_id) == (f"{PIPELINE}__retrain", first.run_id, "train")
+    event = registry().history(PIPELINE, "champion")[-1]
+    assert event.to_version == 1 and event.run_id == first.run_id
+
+    second, states = run_dag(f"{PIPELINE}__retrain", {"model_params": WEAK})
+    assert second.state == "failed"
+    assert states["evaluate"] == "failed"
+    assert states["promote"] in ("upstream_failed", None)
+    assert champion() == 1, "a failed gate must never promote"
+    assert registry().get_version(PIPELINE, 2).params["n_estimators"] == 2
+
+
+def test_skip_policy_and_dry_run_never_promote(airflow_db, configs, example_data):
+    text = (configs / f"{PIPELINE}.yaml").read_text()
+    (configs / f"{PIPELINE}.yaml").write_text(
+        text.replace("thresholds: {roc_auc: {min: 0.9}", "on_failure: skip\n  thresholds: {roc_auc: {min: 0.999}")
+    )
+    skipped, states = run_dag(f"{PIPELINE}__retrain")
+    assert states["evaluate"] == "skipped" and states["promote"] == "skipped", states
+    assert champion() is None
+
+    dry, states = run_dag(f"{PIPELINE}__retrain", {"dry_run": True, "model_params": {"n_estimators": 50}})
+    assert states["promote"] == "skipped" or states["evaluate"] == "skipped", states
+    assert champion() is None
+
+
+def test_rollback_moves_the_champion_back_with_the_reason(airflow_db, configs, example_data):
+    run_dag(f"{PIPELINE}__retrain")
+    reg = registry()
+    v1 = reg.get_version(PIPELINE, 1)
+    second = reg.register_version(
+        PIPELINE,
+        artifact_uri=v1.artifact_uri,
+        artifact_sha256=v1.artifact_sha256,
+        flavor=v1.flavor,
+        task=v1.task,
+        params=v1.params,
+        metrics=v1.metrics,
+        dag_id="manual",
+        run_id="hand-promoted",
+        task_id="none",
+    )
+    reg.set_alias(PIPELINE, "champion", second.version, expected_version=1, actor="alice", reason="hotfix")
+    assert champion() == second.version
+
+    rollback, states = run_dag(f"{PIPELINE}__rollback", {"reason": "v2 misbehaves in production"})
+    assert rollback.state == "success", states
+    assert champion() == 1
+    last = registry().history(PIPELINE, "champion")[-1]
+    assert (last.from_version, last.to_version, last.reason) == (second.version, 1, "v2 misbehaves in production")
+
+
+def test_a_retried_train_task_returns_the_same_version(airflow_db, configs, example_data):
+    dag = get_dag(f"{PIPELINE}__retrain")
+    train = dag.get_task("train")
+    pushed = {}
+    context = {
+        "dag_run": SimpleNamespace(dag_id=dag.dag_id, run_id="manual__retry", run_type="manual", triggering_user_name="bob"),
+        "ti": SimpleNamespace(task_id="train", map_index=-1, xcom_push=lambda key, value: pushed.update({key: value})),
+        "params": {},
+    }
+    first = train.execute(context)
+    second = train.execute(context)  # what an Airflow retry does
+    assert first["model"] == second["model"] == {"name": PIPELINE, "version": 1}
+    versions = registry().search_versions(PIPELINE)
+    assert [v.version for v in versions] == [1]
+    assert versions[0].created_by == "bob"
+
+
+def test_batch_inference_scores_every_input_row_once_with_the_champion(airflow_db, configs, example_data):
+    run_dag(f"{PIPELINE}__retrain")
+    scored, states = run_dag(f"{PIPELINE}__batch_inference")
+    assert scored.state == "success", states
+    from airflow_mlops.inference import read_output
+
+    from airflow_mlops.data import read_table
+    from airflow_mlops.storage import open_store
+
+    store = open_store()
+    manifests = [u for u in store.list(f"predictions/{PIPELINE}") if u.endswith("_manifest.json")]
+    assert len(manifests) == 1
+    output = read_output(manifests[0].rsplit("/", 1)[0], store)
+    inputs = read_table(f"data/{PIPELINE}/score/", store)
+    assert len(output) == len(inputs)
+    assert set(output["model_version"]) == {1}
+    assert json.loads(Path(manifests[0].removeprefix("file://")).read_text())["model"]["version"] == 1
+
+
+def test_drift_on_shifted_data_starts_a_retraining(airflow_db, configs, example_data):
+    run_dag(f"{PIPELINE}__retrain")
+    drift_run, states = run_dag(f"{PIPELINE}__drift", {"current": f"data/{PIPELINE}/shifted/"})
+    assert drift_run.state == "success", states
+    assert states["start_retraining"] == "success"
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == f"{PIPELINE}__retrain").all()
+        reasons = [json.dumps(r.conf) for r in runs if r.conf]
+    assert any("drift" in reason for reason in reasons)
+    drift_records = registry().drift_records(PIPELINE)
+    assert drift_records and not drift_records[-1].passed
+
+    quiet_run, states = run_dag(f"{PIPELINE}__drift", {"current": f"data/{PIPELINE}/current/"})
+    assert states["drifted"] == "success" and states["start_retraining"] == "skipped", states

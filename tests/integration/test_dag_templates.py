@@ -1,0 +1,113 @@
+"""The DAG templates parse, build one DAG per pipeline file, and stay light at parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+KINDS = ("retrain", "rollback", "batch_inference", "drift")
+HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "pandas", "pyarrow", "boto3")
+
+PARSE_SCRIPT = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({
+    "dag_ids": sorted(bag.dag_ids),
+    "errors": {k.rsplit("/", 1)[-1]: v for k, v in bag.import_errors.items()},
+    "heavy": sorted(m for m in sys.argv[2].split(",") if m in sys.modules),
+}))
+"""
+
+
+def parse_in_fresh_process(configs: Path, tmp_path: Path) -> dict:
+    env = {**os.environ, "AIRFLOW_MLOPS_CONFIGS": str(configs), "AIRFLOW_MLOPS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, str(DAGS), ",".join(HEAVY)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    folder = tmp_path / "configs"
+    shutil.copytree(DAGS / "configs", folder)
+    return folder
+
+
+def test_every_template_builds_every_example_pipeline_without_heavy_imports(configs, tmp_path):
+    parsed = parse_in_fresh_process(configs, tmp_path)
+    assert parsed["errors"] == {}
+    expected = {f"{p}__{kind}" for p in ("breast_cancer", "wine", "diabetes") for kind in KINDS}
+    assert set(parsed["dag_ids"]) == expected
+    # Parsing must not pull in the ML stack: the scheduler parses these files all the time.
+    assert parsed["heavy"] == []
+
+
+def test_a_broken_pipeline_file_is_an_import_error_and_the_others_still_load(configs, tmp_path):
+    broken = (configs / "wine.yaml").read_text().replace("flavor: sklearn", "flavor: sk-learn")
+    (configs / "wine.yaml").write_text(broken)
+    parsed = parse_in_fresh_process(configs, tmp_path)
+    assert list(parsed["errors"]) == ["pipeline_files.py"]
+    assert "wine.yaml: model.flavor: expected one of sklearn, xgboost, torch, got 'sk-learn'" in parsed["errors"]["pipeline_files.py"]
+    assert "breast_cancer__retrain" in parsed["dag_ids"]
+    assert "diabetes__batch_inference" in parsed["dag_ids"]
+    assert not any(d.startswith("wine__") for d in parsed["dag_ids"])
+
+
+def _bag(configs: Path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIGS", str(configs))
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_retraining_dag_shape_params_and_schedule(configs, monkeypatch):
+    bag = _bag(configs, monkeypatch)
+    dag = bag.get_dag("breast_cancer__retrain")
+    assert [t.task_id for t in dag.topological_sort()] == ["validate", "train", "evaluate", "approve", "promote"]
+    params = dag.params.dump()
+    assert params["training_data"] == "data/breast_cancer/train.parquet"
+    assert params["approval"] == "none" and params["dry_run"] is False
+    # @weekly and new training data both start a run.
+    from airflow.sdk import AssetOrTimeSchedule
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule) or "Asset" in type(dag.timetable).__name__
+    promote = dag.get_task("promote")
+    assert [a.uri for a in promote.outlets] == ["x-mlops://breast_cancer/champion"]
+    diabetes = bag.get_dag("diabetes__retrain")  # on_new_data: false -> time only
+    assert "Asset" not in type(diabetes.timetable).__name__
+
+
+def test_batch_inference_runs_when_the_champion_changes(configs, monkeypatch):
+    dag = _bag(configs, monkeypatch).get_dag("breast_cancer__batch_inference")
+    assert [t.task_id for t in dag.topological_sort()] == ["pin_model", "validate_input", "plan", "score", "commit"]
+    assert "x-mlops://breast_cancer/champion" in json.dumps(dag.timetable.asset_condition.as_expression(), default=str)
+    assert dag.get_task("score").is_mapped if hasattr(dag.get_task("score"), "is_mapped") else True
+
+
+def test_drift_dag_starts_retraining_only_when_configured(configs, monkeypatch):
+    bag = _bag(configs, monkeypatch)
+    retrain_on_drift = bag.get_dag("breast_cancer__drift")
+    assert {t.task_id for t in retrain_on_drift.tasks} == {"check_drift", "drifted", "start_retraining"}
+    assert retrain_on_drift.get_task("start_retraining").trigger_dag_id == "breast_cancer__retrain"
+    alert_only = bag.get_dag("wine__drift")
+    assert {t.task_id for t in alert_only.tasks} == {"check_drift"}
+
+
+def test_param_validation_rejects_a_bad_trigger_form(configs, monkeypatch):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = _bag(configs, monkeypatch).get_dag("breast_cancer__retrain")
+    params = dag.params.deep_merge({"approval": "maybe"})
+    with pytest.raises(ParamValidationError):
+        params.validate()

@@ -57,7 +57,7 @@ def get_dag(dag_id: str):
 
     bag = DagBag(dag_folder=str(DAGS))
     assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return bag.dags[dag_id]
 
 
 def run_dag(dag_id: str, conf: dict | None = None):
@@ -141,6 +141,7 @@ def test_rollback_moves_the_champion_back_with_the_reason(airflow_db, configs, e
 def test_a_retried_train_task_returns_the_same_version(airflow_db, configs, example_data):
     dag = get_dag(f"{PIPELINE}__retrain")
     train = dag.get_task("train")
+    train.data_uri, train.params_override = f"data/{PIPELINE}/train.parquet", {}  # what the templates render to
     pushed = {}
     context = {
         "dag_run": SimpleNamespace(dag_id=dag.dag_id, run_id="manual__retry", run_type="manual", triggering_user_name="bob"),

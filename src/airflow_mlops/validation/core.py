@@ -19,7 +19,7 @@ def _sample(values: list[Any], limit: int = 3) -> str:
     return ", ".join(repr(v) for v in values[:limit])
 
 
-def describe(result: Any, columns: list[str] | None = None) -> str:
+def describe(result: Any, columns: dict[str, str] | None = None) -> str:
     """One sentence per failed expectation: which check, what was observed, what was allowed."""
     config = result.expectation_config
     kwargs = config.kwargs
@@ -48,7 +48,8 @@ def describe(result: Any, columns: list[str] | None = None) -> str:
         bound = f"at least {low}" if high is None else f"at most {high}" if low is None else f"between {low} and {high}"
         return f"{label}: {info.get('observed_value')} rows, expected {bound}"
     if kind == "expect_column_values_to_be_of_type":
-        return f"{label}: expected {kwargs['type_']}, found {info.get('observed_value')}"
+        found = info.get("observed_value") or (columns or {}).get(kwargs["column"], "other types")
+        return f"{label}: expected {kwargs['type_']}, found {found}"
     if kind == "expect_column_values_to_not_be_null" and total:
         return f"{label}: {unexpected} of {total} rows are null ({percent:.1f}%), {allowed}"
     if kind == "expect_column_values_to_be_between" and total:
@@ -137,7 +138,7 @@ def validate_dataframe(
         return GateResult(gate="validation", passed=True, policy=config.on_failure, summary=summary,
                           metrics={"rows": len(df), "evaluated": 0, "failed": 0}, report=report)
     results = run_expectations(df, expectations)
-    columns = [str(c) for c in df.columns]
+    columns = {str(c): str(t) for c, t in df.dtypes.items()}
     failures = [describe(r, columns) for r in results if not r.success]
     passed = not failures
     summary = (

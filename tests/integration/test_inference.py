@@ -1,0 +1,186 @@
+"""Batch inference: pinned version, chunking within Airflow's limit, retries, manifest last."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_mlops.config import parse_pipeline_config
+from airflow_mlops.errors import DataError
+from airflow_mlops.inference import commit_batch, cut_chunks, plan_batch, read_output, score_chunk
+from airflow_mlops.registry import ModelRegistry
+from airflow_mlops.storage import LocalArtifactStore, S3ArtifactStore
+from airflow_mlops.training import load_model, train_model
+
+
+def config(**inference):
+    return parse_pipeline_config({
+        "pipeline": "churn",
+        "data": {"train": "train.parquet", "target": "label", "ids": ["customer"]},
+        "model": {"flavor": "xgboost", "task": "binary_classification", "params": {"n_estimators": 15, "max_depth": 3}},
+        "inference": {"input": "incoming/", "output": "scores/", "chunk_rows": 700, **inference},
+    })
+
+
+def frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 4))
+    return pd.DataFrame({"customer": np.arange(rows) + seed * 100_000, "f0": x[:, 0], "f1": x[:, 1], "f2": x[:, 2],
+                         "f3": x[:, 3], "label": (x[:, 0] + x[:, 1] > 0).astype(int)})
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalArtifactStore(tmp_path / "root")
+    return S3ArtifactStore(f"s3://{request.getfixturevalue('s3_bucket')}/root", client=request.getfixturevalue("s3_client"))
+
+
+@pytest.fixture
+def champion(store, tmp_path):
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    cfg = config()
+    trained = train_model(cfg, frame(600), None, store, output_prefix="models/v1")
+    version = registry.register_version("churn", artifact_uri=trained.model_uri, artifact_sha256=trained.artifact.sha256,
+                                        flavor="xgboost", task="binary_classification")
+    registry.set_alias("churn", "champion", version.version, reason="test")
+    return registry
+
+
+def write_input(store, parts: int = 3, rows: int = 1000, row_group_size: int = 250) -> pd.DataFrame:
+    frames = []
+    for index in range(parts):
+        part = frame(rows, seed=index + 1).drop(columns=["label"])
+        local = pa.Table.from_pandas(part, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        pq.write_table(local, sink, row_group_size=row_group_size)
+        store.write_bytes(f"incoming/part-{index}.parquet", sink.getvalue().to_pybytes())
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_all(plan, store):
+    return commit_batch(plan, [score_chunk(plan, c.index, store) for c in plan.chunks], store)
+
+
+def test_every_input_row_is_scored_once_with_the_champions_predictions(store, champion):
+    inputs = write_input(store)
+    plan = plan_batch(config(), champion, store, run_id="manual__2026-01-01T00:00:00+00:00")
+    assert plan.model_version == 1 and sum(c.rows for c in plan.chunks) == 3000
+    assert all(c.rows >= 700 for c in plan.chunks[:-1])
+    manifest = run_all(plan, store)
+    output = read_output(plan.output_prefix, store)
+    assert len(output) == len(inputs)
+    assert sorted(output["customer"]) == sorted(inputs["customer"])
+    model = load_model(plan.artifact_uri, store, expected_sha256=plan.artifact_sha256)
+    expected = model.predict_proba(inputs)[:, 1]
+    merged = inputs[["customer"]].assign(expected=expected).merge(output, on="customer")
+    np.testing.assert_allclose(merged["proba_1"], merged["expected"], rtol=1e-5)
+    assert set(output["model_version"]) == {1} and set(output["run_id"]) == {plan.run_id}
+    body = store.read_json(manifest.uri)
+    assert body["total_rows"] == 3000 and body["model"]["version"] == 1
+    assert [p["rows"] for p in body["parts"]] == [c.rows for c in plan.chunks]
+
+
+def test_the_version_is_pinned_at_planning(store, champion):
+    write_input(store, parts=1)
+    plan = plan_batch(config(), champion, store, run_id="r1")
+    trained = train_model(config(), frame(600, seed=9), None, store, output_prefix="models/v2")
+    v2 = champion.register_version("churn", artifact_uri=trained.model_uri, artifact_sha256=trained.artifact.sha256,
+                                   flavor="xgboost", task="binary_classification")
+    champion.set_alias("churn", "champion", v2.version, reason="promoted mid-run")
+    run_all(plan, store)
+    assert set(read_output(plan.output_prefix, store)["model_version"]) == {1}
+
+
+def test_chunks_never_exceed_airflows_mapping_limit():
+    pieces = [(f"f{i // 10}.parquet", i % 10, 100) for i in range(5000)]
+    target, chunks = cut_chunks(pieces, chunk_rows=100)
+    assert len(chunks) <= 1024 and target >= 100
+    assert sum(c.rows for c in chunks) == 500_000
+    covered = [(p.uri, g) for c in chunks for p in c.parts for g in p.row_groups]
+    assert covered == [(u, g) for u, g, _ in pieces], "every row group exactly once, in order"
+
+
+def test_a_bad_chunk_fails_with_a_named_error_and_nothing_is_committed(store, champion):
+    write_input(store, parts=2, rows=800)
+    bad = frame(800, seed=7).drop(columns=["label", "f2"])
+    store.write_bytes("incoming/part-9.parquet", _parquet(bad))
+    plan = plan_batch(config(), champion, store, run_id="r-bad")
+    results = []
+    with pytest.raises(DataError, match=r"chunk \d+ \(.*part-9.parquet\): missing feature column 'f2'"):
+        for chunk in plan.chunks:
+            results.append(score_chunk(plan, chunk.index, store))
+    with pytest.raises(DataError, match="has no result"):
+        commit_batch(plan, results, store)
+    assert not store.exists(plan.manifest_uri)
+    with pytest.raises(DataError, match="never committed"):
+        read_output(plan.output_prefix, store)
+    wrong_dtype = frame(100, seed=8).drop(columns=["label"]).assign(f1="high")
+    store.write_bytes("other/part-0.parquet", _parquet(wrong_dtype))
+    plan = plan_batch(config(input="other/"), champion, store, run_id="r-dtype")
+    with pytest.raises(DataError, match="'f1' is object, expected a number"):
+        score_chunk(plan, 0, store)
+
+
+def test_a_killed_and_retried_chunk_leaves_exactly_one_copy(store, champion, monkeypatch):
+    inputs = write_input(store)
+    plan = plan_batch(config(), champion, store, run_id="r-retry")
+    from airflow_mlops.inference import score as scoring
+
+    original = scoring._output_table
+    calls = {"n": 0}
+
+    def die_mid_chunk(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("worker killed")
+        return original(*args)
+
+    monkeypatch.setattr(scoring, "_output_table", die_mid_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        score_chunk(plan, 0, store, batch_rows=200)
+    monkeypatch.setattr(scoring, "_output_table", original)
+    assert not store.exists(plan.part_uri(0)), "a killed chunk leaves no part behind"
+    results = [score_chunk(plan, c.index, store) for c in plan.chunks]
+    results.append(score_chunk(plan, 0, store))  # a retry of an already finished chunk
+    commit_batch(plan, results, store)
+    output = read_output(plan.output_prefix, store)
+    assert len(output) == len(inputs) and output["customer"].is_unique
+
+
+def test_a_rerun_with_fewer_chunks_leaves_no_stale_parts(store, champion):
+    write_input(store)
+    small = plan_batch(config(chunk_rows=300), champion, store, run_id="r-same")
+    for chunk in small.chunks:
+        score_chunk(small, chunk.index, store)
+    big = plan_batch(config(chunk_rows=1500), champion, store, run_id="r-same")
+    assert len(big.chunks) < len(small.chunks)
+    run_all(big, store)
+    parts = [u for u in store.list(big.output_prefix) if u.endswith(".parquet")]
+    assert len(parts) == len(big.chunks)
+    assert len(read_output(big.output_prefix, store)) == 3000
+
+
+def test_validation_before_scoring_stops_a_bad_chunk(store, champion):
+    from airflow_mlops.refs import GateResult
+
+    write_input(store, parts=1)
+    plan = plan_batch(config(), champion, store, run_id="r-val")
+
+    def reject_negative(df):
+        bad = int((df["f0"] < -2).sum())
+        return GateResult(gate="validation", passed=bad == 0, failures=[f"between(f0): {bad} values below -2"])
+
+    with pytest.raises(DataError, match=r"failed validation: between\(f0\)"):
+        for chunk in plan.chunks:
+            score_chunk(plan, chunk.index, store, validate=reject_negative)
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()

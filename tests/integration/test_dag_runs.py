@@ -160,9 +160,8 @@ def test_batch_inference_scores_every_input_row_once_with_the_champion(airflow_d
     run_dag(f"{PIPELINE}__retrain")
     scored, states = run_dag(f"{PIPELINE}__batch_inference")
     assert scored.state == "success", states
-    from airflow_mlops.inference import read_output
-
     from airflow_mlops.data import read_table
+    from airflow_mlops.inference import read_output
     from airflow_mlops.storage import open_store
 
     store = open_store()

@@ -11,7 +11,12 @@ import pytest
 from airflow_mlops.config import parse_pipeline_config
 from airflow_mlops.data import write_table
 from airflow_mlops.storage import LocalArtifactStore
-from airflow_mlops.validation import scoring_checks, suggest_expectations, validate_dataframe, validate_dataset
+from airflow_mlops.validation import (
+    scoring_checks,
+    suggest_expectations,
+    validate_dataframe,
+    validate_dataset,
+)
 
 
 def checks(expectations: list[dict], **extra):

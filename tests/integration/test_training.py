@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,10 +92,10 @@ def test_a_tampered_bundle_raises_integrity_error_and_is_never_deserialized(flav
     train, validation, _ = split("binary_classification")
     trained = train_model(config, train, validation, store, output_prefix="m")
     name = trained.metadata["model_file"] if target_file == "model" else "metadata.json"
-    path = store.uri(f"m/{name}")
-    data = bytearray(open(path, "rb").read())
+    path = Path(store.uri(f"m/{name}"))
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    path.write_bytes(bytes(data))
     deserialized = []
     original = base.trainer_class
 

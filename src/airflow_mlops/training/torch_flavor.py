@@ -242,7 +242,8 @@ class TorchTrainer:
         return out * self.preprocess["y_std"] + self.preprocess["y_mean"]
 
     def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
-        return torch.softmax(self._forward(data), dim=1).numpy().astype("float64")
+        proba = torch.softmax(self._forward(data).double(), dim=1).numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def save(self) -> bytes:
         return _to_bytes({"architecture": self.architecture, "preprocess": self.preprocess,

@@ -7,15 +7,17 @@ numbers never repeat or skip and an alias move is a true compare-and-set.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,14 +68,18 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        # WAL + NORMAL never corrupts; a power cut can lose the last commits, not the file.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Writers take the write lock up front, so read-then-write can never interleave.
-        immediate = connection.get_execution_options().get("mlops_write")
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # single-statement reads: each statement is its own transaction
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("mlops_write") else "BEGIN")
 
 
 def registry_engine(url: str) -> Engine:
@@ -84,9 +90,42 @@ def registry_engine(url: str) -> Engine:
                 engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
                 _sqlite_pragmas(engine)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=40)
+                # pool_recycle instead of pre-ping: a ping per checkout would double every read's round trips.
+                engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=40)
             _ENGINES[url] = engine
         return engine
+
+
+@functools.lru_cache(maxsize=1)
+def _statements() -> SimpleNamespace:
+    """Hot statements built once, so SQLAlchemy's compiled cache serves every call."""
+    versions, models, aliases = ModelVersionRow.__table__, RegisteredModelRow.__table__, AliasRow.__table__
+    held = aliases.alias("held")
+
+    def fetch(by_alias: bool) -> Any:
+        query = select(versions, held.c.alias.label("held_alias")).join(models, models.c.id == versions.c.model_id)
+        if by_alias:
+            query = query.join(aliases, and_(aliases.c.model_id == versions.c.model_id,
+                                              aliases.c.version == versions.c.version,
+                                              aliases.c.alias == bindparam("alias")))
+        else:
+            query = query.where(versions.c.version == bindparam("version"))
+        return query.where(models.c.name == bindparam("name")).outerjoin(
+            held, and_(held.c.model_id == versions.c.model_id, held.c.version == versions.c.version)
+        )
+
+    return SimpleNamespace(
+        by_alias=fetch(True),
+        by_version=fetch(False),
+        model_for_update=select(models.c.id).where(models.c.name == bindparam("name")).with_for_update(),
+        insert_model=models.insert(),
+        latest=select(func.max(versions.c.version)).where(versions.c.model_id == bindparam("model_id")),
+        by_run=select(versions.c.version).where(
+            versions.c.model_id == bindparam("model_id"), versions.c.dag_id == bindparam("dag_id"),
+            versions.c.run_id == bindparam("run_id"), versions.c.task_id == bindparam("task_id"),
+        ),
+        insert_version=versions.insert(),
+    )
 
 
 def _actor(actor: str | None) -> str:
@@ -110,6 +149,8 @@ class ModelRegistry:
         self.url = url or default_registry_url()
         self.engine = registry_engine(self.url)
         self._writer = self.engine.execution_options(mlops_write=True)
+        # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         if self.url not in _READY:
             self._ensure_schema(self.url.startswith("sqlite") if upgrade is None else upgrade)
 
@@ -167,7 +208,7 @@ class ModelRegistry:
         return found
 
     @staticmethod
-    def _version_record(name: str, row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
+    def _version_record(name: str, row: Any, aliases: list[str]) -> ModelVersion:
         return ModelVersion(
             name=name,
             version=row.version,
@@ -227,45 +268,40 @@ class ModelRegistry:
         """
         if code_version is None:
             code_version = _git_sha()
+        statements = _statements()
+        values = {
+            "artifact_uri": artifact_uri, "artifact_sha256": artifact_sha256, "flavor": flavor, "task": task,
+            "params": params or {}, "metrics": metrics or {}, "datasets": datasets or {},
+            "code_version": code_version, "library_versions": library_versions or {}, "dag_id": dag_id,
+            "run_id": run_id, "task_id": task_id, "created_by": _actor(created_by), "status": "active",
+            "tags": tags or {},
+        }
         for _attempt in range(5):
             try:
-                with self._write() as session:
-                    model = self._model_for_write(session, name)
+                with self._writer.begin() as connection:
+                    model_id = connection.execute(statements.model_for_update, {"name": name}).scalar()
+                    if model_id is None:
+                        try:
+                            with connection.begin_nested():
+                                connection.execute(statements.insert_model, {
+                                    "name": name, "description": "", "tags": {}, "created_at": utcnow()})
+                        except SqlIntegrityError:
+                            pass  # created by a concurrent writer; lock theirs
+                        model_id = connection.execute(statements.model_for_update, {"name": name}).scalar_one()
                     if dag_id and run_id and task_id:
-                        existing = self._by_run(session, model, dag_id, run_id, task_id)
+                        existing = connection.execute(statements.by_run, {
+                            "model_id": model_id, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}).scalar()
                         if existing is not None:
-                            return self._version_record(
-                                name, existing, self._aliases_by_version(session, model.id).get(existing.version, [])
-                            )
-                    latest = session.scalar(
-                        select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
-                    )
-                    row = ModelVersionRow(
-                        model_id=model.id,
-                        version=(latest or 0) + 1,
-                        artifact_uri=artifact_uri,
-                        artifact_sha256=artifact_sha256,
-                        flavor=flavor,
-                        task=task,
-                        params=params or {},
-                        metrics=metrics or {},
-                        datasets=datasets or {},
-                        code_version=code_version,
-                        library_versions=library_versions or {},
-                        dag_id=dag_id,
-                        run_id=run_id,
-                        task_id=task_id,
-                        created_by=_actor(created_by),
-                        created_at=utcnow(),
-                        status="active",
-                        tags=tags or {},
-                    )
-                    session.add(row)
-                    session.flush()
-                    return self._version_record(name, row, [])
+                            break
+                    latest = connection.execute(statements.latest, {"model_id": model_id}).scalar()
+                    row = {**values, "model_id": model_id, "version": (latest or 0) + 1, "created_at": utcnow()}
+                    connection.execute(statements.insert_version, row)
+                    return self._version_record(name, SimpleNamespace(**row), [])
             except SqlIntegrityError:
                 continue  # a concurrent registration won the number or the run; read again
-        raise RegistryError(f"could not register a version of {name!r}: too much contention, try again")
+        else:
+            raise RegistryError(f"could not register a version of {name!r}: too much contention, try again")
+        return self.get_version(name, existing)
 
     @staticmethod
     def _by_run(session: Session, model: RegisteredModelRow, dag_id: str, run_id: str, task_id: str) -> ModelVersionRow | None:
@@ -290,23 +326,29 @@ class ModelRegistry:
                 return None
             return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
 
+    def _fetch(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """One round trip: the version (by number or alias) with every alias it holds."""
+        statements = _statements()
+        with self._reader.connect() as connection:
+            if alias is not None:
+                rows = connection.execute(statements.by_alias, {"name": name, "alias": alias}).all()
+            else:
+                rows = connection.execute(statements.by_version, {"name": name, "version": version}).all()
+        if not rows:
+            with self._read() as session:
+                model = self._model(session, name)
+                if alias is not None:
+                    raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+                self._version_row(session, model, version or 0)
+        held_aliases = sorted(r.held_alias for r in rows if r.held_alias is not None)
+        return self._version_record(name, rows[0], held_aliases)
+
     def get_version(self, name: str, version: int) -> ModelVersion:
-        with self._read() as session:
-            model = self._model(session, name)
-            row = self._version_row(session, model, version)
-            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(version, []))
+        return self._fetch(name, version=version)
 
     def resolve(self, name: str, alias: str) -> ModelVersion:
         """The version `alias` points at (NotFoundError when the alias is not set)."""
-        with self._read() as session:
-            model = self._model(session, name)
-            alias_row = session.scalars(
-                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
-            ).first()
-            if alias_row is None:
-                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-            row = self._version_row(session, model, alias_row.version)
-            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
+        return self._fetch(name, alias=alias)
 
     def list_models(self) -> list[RegisteredModel]:
         with self._read() as session:
@@ -622,13 +664,16 @@ def _drift(name: str, row: DriftRow) -> DriftRecord:
 def _git_sha() -> str | None:
     """The code version: $AIRFLOW_MLOPS_CODE_VERSION, else the git SHA of the working directory."""
     explicit = os.environ.get("AIRFLOW_MLOPS_CODE_VERSION")
-    if explicit:
-        return explicit
+    return explicit or _git_head(os.getcwd())
+
+
+@functools.lru_cache(maxsize=8)
+def _git_head(folder: str) -> str | None:
     import subprocess
 
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False, cwd=folder
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +46,7 @@ UNCHECKED: Any = object()
 
 _ENGINES: dict[str, Engine] = {}
 _READY: set[str] = set()
+_MODEL_IDS: dict[tuple[str, str], int] = {}  # models are never deleted, so ids never go stale
 _LOCK = threading.Lock()
 
 
@@ -61,7 +64,7 @@ def default_registry_url() -> str:
     return f"sqlite:///{Path(root) / 'registry.db'}"
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, *, transactions: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
@@ -73,59 +76,92 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    if not transactions:
+        return  # the autocommit engine: every statement is its own transaction
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Writers take the write lock up front, so read-then-write can never interleave.
-        options = connection.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return  # single-statement reads: each statement is its own transaction
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("mlops_write") else "BEGIN")
+        immediate = connection.get_execution_options().get("mlops_write")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def registry_engine(url: str) -> Engine:
+def registry_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """One engine per URL and mode; the autocommit engine serves single-statement reads."""
+    key = f"{url}#autocommit" if autocommit else url
     with _LOCK:
-        engine = _ENGINES.get(url)
+        engine = _ENGINES.get(key)
         if engine is None:
+            options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
             if url.startswith("sqlite"):
-                engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-                _sqlite_pragmas(engine)
+                engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **options)
+                _sqlite_pragmas(engine, transactions=not autocommit)
             else:
                 # pool_recycle instead of pre-ping: a ping per checkout would double every read's round trips.
-                engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=40)
-            _ENGINES[url] = engine
+                engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=40, **options)
+            _ENGINES[key] = engine
         return engine
 
 
-@functools.lru_cache(maxsize=1)
-def _statements() -> SimpleNamespace:
+@functools.lru_cache(maxsize=4)
+def _statements(dialect: str = "sqlite") -> SimpleNamespace:
     """Hot statements built once, so SQLAlchemy's compiled cache serves every call."""
     versions, models, aliases = ModelVersionRow.__table__, RegisteredModelRow.__table__, AliasRow.__table__
     held = aliases.alias("held")
 
     def fetch(by_alias: bool) -> Any:
-        query = select(versions, held.c.alias.label("held_alias")).join(models, models.c.id == versions.c.model_id)
+        # Scalar subqueries pin the lookups to the unique indexes, whatever the planner's statistics say.
+        model_id = select(models.c.id).where(models.c.name == bindparam("name")).scalar_subquery()
         if by_alias:
-            query = query.join(aliases, and_(aliases.c.model_id == versions.c.model_id,
-                                              aliases.c.version == versions.c.version,
-                                              aliases.c.alias == bindparam("alias")))
+            version = select(aliases.c.version).where(
+                aliases.c.model_id == model_id, aliases.c.alias == bindparam("alias")
+            ).scalar_subquery()
         else:
-            query = query.where(versions.c.version == bindparam("version"))
-        return query.where(models.c.name == bindparam("name")).outerjoin(
-            held, and_(held.c.model_id == versions.c.model_id, held.c.version == versions.c.version)
+            version = bindparam("version")
+        return (
+            select(versions, held.c.alias.label("held_alias"))
+            .where(versions.c.model_id == model_id, versions.c.version == version)
+            .outerjoin(held, and_(held.c.model_id == versions.c.model_id, held.c.version == versions.c.version))
         )
 
     return SimpleNamespace(
         by_alias=fetch(True),
         by_version=fetch(False),
-        model_for_update=select(models.c.id).where(models.c.name == bindparam("name")).with_for_update(),
+        model_id=select(models.c.id).where(models.c.name == bindparam("name")),
         insert_model=models.insert(),
-        latest=select(func.max(versions.c.version)).where(versions.c.model_id == bindparam("model_id")),
         by_run=select(versions.c.version).where(
             versions.c.model_id == bindparam("model_id"), versions.c.dag_id == bindparam("dag_id"),
             versions.c.run_id == bindparam("run_id"), versions.c.task_id == bindparam("task_id"),
         ),
-        insert_version=versions.insert(),
+        insert_next=_insert_next_version(versions, dialect),
     )
+
+
+def _insert_next_version(versions: Any, dialect: str) -> Any:
+    """INSERT ... SELECT max(version) + 1 ... RETURNING version: numbering and insert in one statement.
+
+    Two writers that pick the same number collide on the unique constraint and
+    the loser retries, so no lock and no extra round trip is needed.
+    """
+    from sqlalchemy import cast, literal_column
+
+    columns = [c.name for c in versions.c if c.name != "id"]
+    values = []
+    for name in columns:
+        column = versions.c[name]
+        if name == "version":
+            values.append(func.coalesce(func.max(versions.c.version), 0) + literal_column("1"))
+        elif name == "model_id":
+            values.append(bindparam("model_id", type_=column.type))
+        elif dialect == "postgresql" and name in JSON_COLUMNS:
+            values.append(cast(bindparam(name, type_=column.type), column.type))
+        else:
+            values.append(bindparam(name, type_=column.type))
+    source = select(*values).where(versions.c.model_id == bindparam("model_id"))
+    return versions.insert().from_select(columns, source).returning(versions.c.version)
+
+
+JSON_COLUMNS = {"params", "metrics", "datasets", "library_versions", "tags"}
 
 
 def _actor(actor: str | None) -> str:
@@ -150,7 +186,7 @@ class ModelRegistry:
         self.engine = registry_engine(self.url)
         self._writer = self.engine.execution_options(mlops_write=True)
         # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
-        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = registry_engine(self.url, autocommit=True)
         if self.url not in _READY:
             self._ensure_schema(self.url.startswith("sqlite") if upgrade is None else upgrade)
 
@@ -268,7 +304,7 @@ class ModelRegistry:
         """
         if code_version is None:
             code_version = _git_sha()
-        statements = _statements()
+        statements = _statements(self.engine.dialect.name)
         values = {
             "artifact_uri": artifact_uri, "artifact_sha256": artifact_sha256, "flavor": flavor, "task": task,
             "params": params or {}, "metrics": metrics or {}, "datasets": datasets or {},
@@ -276,27 +312,20 @@ class ModelRegistry:
             "run_id": run_id, "task_id": task_id, "created_by": _actor(created_by), "status": "active",
             "tags": tags or {},
         }
-        for _attempt in range(5):
+        for attempt in range(50):
+            if attempt:
+                time.sleep(random.uniform(0, 0.002 * attempt))  # spread colliding writers apart
             try:
-                with self._writer.begin() as connection:
-                    model_id = connection.execute(statements.model_for_update, {"name": name}).scalar()
-                    if model_id is None:
-                        try:
-                            with connection.begin_nested():
-                                connection.execute(statements.insert_model, {
-                                    "name": name, "description": "", "tags": {}, "created_at": utcnow()})
-                        except SqlIntegrityError:
-                            pass  # created by a concurrent writer; lock theirs
-                        model_id = connection.execute(statements.model_for_update, {"name": name}).scalar_one()
+                with self._reader.connect() as connection:
+                    model_id = self._model_id(connection, name)
                     if dag_id and run_id and task_id:
                         existing = connection.execute(statements.by_run, {
                             "model_id": model_id, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}).scalar()
                         if existing is not None:
                             break
-                    latest = connection.execute(statements.latest, {"model_id": model_id}).scalar()
-                    row = {**values, "model_id": model_id, "version": (latest or 0) + 1, "created_at": utcnow()}
-                    connection.execute(statements.insert_version, row)
-                    return self._version_record(name, SimpleNamespace(**row), [])
+                    row = {**values, "model_id": model_id, "created_at": utcnow()}
+                    number = connection.execute(statements.insert_next, row).scalar_one()
+                    return self._version_record(name, SimpleNamespace(**row, version=number), [])
             except SqlIntegrityError:
                 continue  # a concurrent registration won the number or the run; read again
         else:
@@ -326,9 +355,25 @@ class ModelRegistry:
                 return None
             return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
 
+    def _model_id(self, connection: Any, name: str) -> int:
+        """The model's id, creating the model on first use (autocommit connection)."""
+        key = (self.url, name)
+        if key in _MODEL_IDS:
+            return _MODEL_IDS[key]
+        statements = _statements(self.engine.dialect.name)
+        model_id = connection.execute(statements.model_id, {"name": name}).scalar()
+        if model_id is None:
+            try:
+                connection.execute(statements.insert_model, {"name": name, "description": "", "tags": {}, "created_at": utcnow()})
+            except SqlIntegrityError:
+                pass  # created by a concurrent writer
+            model_id = connection.execute(statements.model_id, {"name": name}).scalar_one()
+        _MODEL_IDS[key] = model_id
+        return model_id
+
     def _fetch(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """One round trip: the version (by number or alias) with every alias it holds."""
-        statements = _statements()
+        statements = _statements(self.engine.dialect.name)
         with self._reader.connect() as connection:
             if alias is not None:
                 rows = connection.execute(statements.by_alias, {"name": name, "alias": alias}).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from airflow_mlops.training import LoadedModel
 
 log = logging.getLogger(__name__)
-DEFAULT_BATCH_ROWS = 262_144
+DEFAULT_BATCH_ROWS = 524_288
 PROGRESS_SECONDS = 10.0
 _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
@@ -79,6 +81,9 @@ def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.
     import numpy as np
 
     spec = model.spec
+    if not spec.categorical and model.flavor == "xgboost":
+        # XGBoost reads the columns in place: no row-major copy of the batch.
+        return model.predict_matrix(batch.select(spec.features).to_pandas(split_blocks=True))
     if not spec.categorical:
         matrix = np.empty((batch.num_rows, len(spec.features)), dtype=np.float32)
         for position, column in enumerate(spec.features):
@@ -101,9 +106,10 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
         for position, label in enumerate(model.classes or []):
             columns[f"proba_{label}"] = pa.array(proba[:, position])
     rows = batch.num_rows
-    columns["model_name"] = pa.array([plan.model_name] * rows, pa.string())
+    same = pa.array(np.zeros(rows, dtype="int32"))  # constants as one-entry dictionaries: no per-row strings
+    columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
     columns["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
-    columns["run_id"] = pa.array([plan.run_id] * rows, pa.string())
+    columns["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
     return pa.table(columns)
 
 
@@ -129,6 +135,133 @@ def _schema(part: Any, store: ArtifactStore) -> pa.Schema:
     return first.schema
 
 
+def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: BatchPlan, columns: list[str],
+                batch_rows: int, index: int, put: Callable[[Any], None]) -> None:
+    for part in chunk.parts:
+        _check_schema(_schema(part, store), model, plan.id_columns, part.uri, index)
+        for batch in _part_batches(part, store, columns, batch_rows):
+            put((part.uri, batch))
+
+
+_DONE = object()
+
+
+class _Pipe:
+    """Runs a producer in a thread; iterating yields what it puts, and re-raises its error."""
+
+    def __init__(self, produce: Callable[[Callable[[Any], None]], None], depth: int = 2) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        import queue
+
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def _run(self, produce: Callable[[Callable[[Any], None]], None]) -> None:
+        try:
+            produce(self._put)
+            self._put(_DONE)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            with contextlib.suppress(_Stopped):
+                self._put(exc)
+
+    def __iter__(self) -> Any:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _hash_batch(digest: Any, batch: pa.RecordBatch) -> None:
+    """Feed the batch's values to the chunk's content hash: raw bytes for fixed-width columns
+    (sha256 runs at GB/s), 64-bit value hashes for the rest. The same plan reads the same
+    batches, so a re-scored chunk gets the same hash."""
+    import pandas as pd
+    import pyarrow as pa
+
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        digest.update(name.encode())
+        values = column.to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type) and column.null_count == 0:
+            digest.update(values.data if values.flags.c_contiguous else values.tobytes())
+        else:
+            digest.update(pd.util.hash_array(values.astype(object)).tobytes())
+
+
+class _Writer:
+    """Writes output tables and fingerprints the input batches on its own thread."""
+
+    def __init__(self, path: str) -> None:
+        import queue
+
+        self._path = path
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._digest = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import pyarrow.parquet as pq
+
+        writer = None
+        try:
+            while (item := self._queue.get()) is not _DONE:
+                batch, table = item
+                if writer is None:
+                    writer = pq.ParquetWriter(self._path, table.schema, use_dictionary=["model_name", "run_id"])
+                writer.write_table(table)
+                _hash_batch(self._digest, batch)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by close()
+            self._error = exc
+            while self._queue.get() is not _DONE:
+                pass
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def put(self, batch: Any, table: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((batch, table))
+
+    def close(self) -> str:
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join(timeout=30)
+
+
 def score_chunk(
     plan: BatchPlan | dict[str, Any],
     index: int,
@@ -138,9 +271,7 @@ def score_chunk(
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ChunkResult:
     """Score chunk `index` into `<output_prefix>/part-<index>.parquet` (overwritten on retry)."""
-    import pyarrow.parquet as pq
 
-    from airflow_mlops.data import fingerprint_batches
 
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
     if not 0 <= index < len(plan.chunks):
@@ -151,54 +282,41 @@ def score_chunk(
     started = time.monotonic()
     last_report = started
     rows = 0
-    inputs: list[pa.RecordBatch] = []
-    fingerprints: list[str] = []
     fd, temp = tempfile.mkstemp(suffix=".parquet", prefix=f"part-{index:05d}-")
     os.close(fd)
-    writer = None
+    # Reading and writing run beside the prediction (pyarrow and xgboost release the GIL);
+    # the queues hold two batches each, so memory stays bounded by the batch size.
+    reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
+    writer = _Writer(temp)
     try:
-        for part in chunk.parts:
-            _check_schema(_schema(part, store), model, plan.id_columns, part.uri, index)
-            for batch in _part_batches(part, store, columns, batch_rows):
-                if validate is not None:
-                    gate = validate(batch.to_pandas())
-                    if not gate.passed:
-                        raise DataError(f"chunk {index} ({part.uri}) failed validation: " + "; ".join(gate.failures))
-                predictions, proba = _predict(model, batch)
-                table = _output_table(batch, plan, model, predictions, proba)
-                if writer is None:
-                    writer = pq.ParquetWriter(temp, table.schema)
-                writer.write_table(table)
-                inputs.append(batch)
-                if len(inputs) >= 8:  # fingerprint in groups: bounded memory, few hashes
-                    fingerprints.append(fingerprint_batches(inputs)[0])
-                    inputs = []
-                rows += batch.num_rows
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_SECONDS:
-                    log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
-                    last_report = now
-        if inputs:
-            fingerprints.append(fingerprint_batches(inputs)[0])
-        if writer is None:
+        for part_uri, batch in reader:
+            if validate is not None:
+                gate = validate(batch.to_pandas())
+                if not gate.passed:
+                    raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
+            predictions, proba = _predict(model, batch)
+            writer.put(batch, _output_table(batch, plan, model, predictions, proba))
+            rows += batch.num_rows
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_SECONDS:
+                log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
+                last_report = now
+        fingerprint = writer.close()
+        if rows == 0:
             raise DataError(f"chunk {index}: no rows were read")
-        writer.close()
-        writer = None
         if rows != chunk.rows:
             raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
-        ref = store.write_file(plan.part_uri(index), temp)
+        ref = store.write_file(plan.part_uri(index), temp, move=True)
     finally:
-        if writer is not None:
-            writer.close()
+        reader.stop()
+        writer.abort()
         Path(temp).unlink(missing_ok=True)
     seconds = time.monotonic() - started
     log.info("chunk %d: %d rows in %.1f s (%.0f rows/s)", index, rows, seconds, rows / max(seconds, 1e-9))
-    import hashlib
-
     return ChunkResult(
         index=index, uri=ref.uri, rows=rows, sha256=ref.sha256, size=ref.size, seconds=round(seconds, 3),
         worker=f"{socket.gethostname()}:{os.getpid()}",
-        input_fingerprint=hashlib.sha256("".join(fingerprints).encode()).hexdigest(),
+        input_fingerprint=fingerprint,
     )
 
 

@@ -7,6 +7,7 @@ numbers never repeat or skip and an alias move is a true compare-and-set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
@@ -363,10 +364,10 @@ class ModelRegistry:
         statements = _statements(self.engine.dialect.name)
         model_id = connection.execute(statements.model_id, {"name": name}).scalar()
         if model_id is None:
-            try:
-                connection.execute(statements.insert_model, {"name": name, "description": "", "tags": {}, "created_at": utcnow()})
-            except SqlIntegrityError:
-                pass  # created by a concurrent writer
+            with contextlib.suppress(SqlIntegrityError):  # created by a concurrent writer
+                connection.execute(
+                    statements.insert_model, {"name": name, "description": "", "tags": {}, "created_at": utcnow()}
+                )
             model_id = connection.execute(statements.model_id, {"name": name}).scalar_one()
         _MODEL_IDS[key] = model_id
         return model_id

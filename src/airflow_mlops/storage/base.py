@@ -77,7 +77,8 @@ class ArtifactStore(ABC):
     def write_bytes(self, path: str, data: bytes) -> ArtifactRef: ...
 
     @abstractmethod
-    def write_file(self, path: str, local_path: str | os.PathLike[str]) -> ArtifactRef: ...
+    def write_file(self, path: str, local_path: str | os.PathLike[str], *, move: bool = False) -> ArtifactRef:
+        """Store a local file atomically; with `move` the local file may be consumed (renamed) instead of copied."""
 
     @abstractmethod
     def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes: ...

@@ -64,13 +64,16 @@ class LocalArtifactStore(ArtifactStore):
             raise
         return ArtifactRef(uri=str(target), sha256=sha256_bytes(data), size=len(data))
 
-    def write_file(self, path: str, local_path: str | os.PathLike[str]) -> ArtifactRef:
+    def write_file(self, path: str, local_path: str | os.PathLike[str], *, move: bool = False) -> ArtifactRef:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=TEMP_MARKER, dir=target.parent)
         os.close(fd)
         try:
-            shutil.copyfile(local_path, temp)
+            if move and os.stat(local_path).st_dev == os.stat(temp).st_dev:
+                os.replace(local_path, temp)  # same filesystem: a rename, not a copy of the bytes
+            else:
+                shutil.copyfile(local_path, temp)
             with open(temp, "rb+") as handle:
                 os.fsync(handle.fileno())
             digest = sha256_file(temp)

@@ -90,7 +90,7 @@ class S3ArtifactStore(ArtifactStore):
         self._verify_written(bucket, key, len(data))
         return ArtifactRef(uri=f"s3://{bucket}/{key}", sha256=digest, size=len(data))
 
-    def write_file(self, path: str, local_path: str | os.PathLike[str]) -> ArtifactRef:
+    def write_file(self, path: str, local_path: str | os.PathLike[str], *, move: bool = False) -> ArtifactRef:
         bucket, key = self._key(path)
         digest = sha256_file(local_path)
         size = os.path.getsize(local_path)

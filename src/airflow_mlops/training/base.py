@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_mlops.storage import ArtifactStore
 
 METADATA = "metadata.json"
+TRAIN_METRIC_ROWS = 100_000
 FLAVORS = {
     "sklearn": "airflow_mlops.training.sklearn_flavor:SklearnTrainer",
     "xgboost": "airflow_mlops.training.xgboost_flavor:XGBoostTrainer",
@@ -150,16 +151,17 @@ class LoadedModel:
         require_classifier(self.task)
         return self.trainer.predict_proba(self.spec.frame(data))
 
-    def predict_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(predictions, probabilities or None) for an all-numeric float matrix in feature order.
+    def predict_matrix(self, matrix: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities or None) for all-numeric features in feature order
+        (a float matrix, or a DataFrame of exactly the feature columns).
 
-        The batch-inference fast path: flavors with a native matrix API skip pandas.
+        The batch-inference fast path: flavors with a native matrix API skip the feature frame.
         """
         import pandas as pd
 
         native = getattr(self.trainer, "predict_proba_matrix", None)
         if native is None:
-            frame = pd.DataFrame(matrix, columns=self.spec.features)
+            frame = matrix if isinstance(matrix, pd.DataFrame) else pd.DataFrame(matrix, columns=self.spec.features)
             if self.task == "regression":
                 return self.trainer.predict(frame), None
             proba = self.trainer.predict_proba(frame)
@@ -214,7 +216,9 @@ def train_model(
 
     metric_names = list(config.evaluation.metrics or [])
     loaded = LoadedModel(trainer, {"task": model.task, "flavor": model.flavor, "features": spec.to_dict(), "classes": labels.classes})
-    train_metrics = _score(loaded, train, target, metric_names, compute_metrics)
+    # Train metrics only feed the overfitting guard: a seeded sample keeps them cheap on big tables.
+    train_sample = train.sample(n=TRAIN_METRIC_ROWS, random_state=model.seed) if len(train) > TRAIN_METRIC_ROWS else train
+    train_metrics = _score(loaded, train_sample, target, metric_names, compute_metrics)
     validation_metrics = _score(loaded, validation, target, metric_names, compute_metrics) if has_validation else {}
 
     model_bytes = trainer.save()

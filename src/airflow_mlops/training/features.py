@@ -98,7 +98,8 @@ class FeatureSpec:
         for column in self.categorical:
             out[column] = out[column].astype("string").astype(object).where(out[column].notna(), None)
         for column in self.numeric:
-            out[column] = out[column].astype("float64")
+            if out[column].dtype.kind != "f":  # floats keep their width: no float64 copy of float32 data
+                out[column] = out[column].astype("float64")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,12 +138,13 @@ class LabelCoder:
 
         if self.classes is None:
             return target.to_numpy(dtype="float64")
-        index = {label: i for i, label in enumerate(self.classes)}
-        codes = target.map(lambda v: index.get(v.item() if hasattr(v, "item") else v, -1)).to_numpy()
-        unknown = sorted({repr(v) for v, c in zip(target, codes, strict=True) if c < 0})
-        if unknown:
+        import pandas as pd
+
+        codes = pd.Categorical(target, categories=self.classes).codes.astype(np.int64)
+        if (codes < 0).any():
+            unknown = sorted({repr(v) for v in target[codes < 0].unique()})
             raise DataError(f"target values {', '.join(unknown[:5])} were not seen in training")
-        return codes.astype(np.int64)
+        return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         import numpy as np

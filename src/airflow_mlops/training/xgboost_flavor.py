@@ -27,7 +27,7 @@ class XGBoostTrainer:
         import pandas as pd
         import xgboost as xgb
 
-        frame = data.copy()
+        frame = data.copy() if self.categories else data  # a copy only when columns change type
         for column, values in self.categories.items():
             frame[column] = pd.Categorical(frame[column], categories=values)
         return xgb.DMatrix(frame, label=label, enable_categorical=True, nthread=machine_threads())

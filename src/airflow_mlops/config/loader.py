@@ -23,7 +23,10 @@ def _yaml_loader() -> type:
 
     import yaml
 
-    class PipelineLoader(yaml.SafeLoader):
+    # libyaml's parser when PyYAML has it: DAG files parse every pipeline file on every scan.
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class PipelineLoader(base):
         pass
 
     PipelineLoader.yaml_implicit_resolvers = {
@@ -36,6 +39,16 @@ def _yaml_loader() -> type:
         list("tTfF"),
     )
     return PipelineLoader
+
+
+_LOADER: type | None = None
+
+
+def _cached_loader() -> type:
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _yaml_loader()
+    return _LOADER
 
 
 _UNION_TAGS = {*SHORT_EXPECTATIONS, "great_expectations"}
@@ -113,7 +126,7 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline file: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_cached_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -245,8 +245,11 @@ def train_model(
 
 
 def _score(model: LoadedModel, frame: pd.DataFrame, target: str, names: list[str], compute: Any) -> dict[str, float]:
-    proba = model.predict_proba(frame) if model.task != "regression" else None
-    predictions = model.predict(frame)
+    if model.task == "regression":
+        proba, predictions = None, model.predict(frame)
+    else:
+        proba = model.predict_proba(frame)
+        predictions = model.labels.decode(proba.argmax(axis=1))
     return compute(model.task, names, frame[target].to_numpy(), predictions, proba, model.classes)
 
 

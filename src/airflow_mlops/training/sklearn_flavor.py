@@ -55,7 +55,7 @@ class SklearnTrainer:
         spec = context.spec
         preprocess = ColumnTransformer(
             [
-                ("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), spec.numeric),
+                ("numeric", _numeric_steps(estimator, SimpleImputer, StandardScaler, make_pipeline), spec.numeric),
                 ("categorical", make_pipeline(
                     SimpleImputer(strategy="constant", fill_value="__missing__"),
                     OneHotEncoder(handle_unknown="ignore", categories=[spec.categories[c] + ["__missing__"] for c in spec.categorical]),
@@ -101,6 +101,21 @@ class SklearnTrainer:
         import skops
 
         return {"scikit-learn": sklearn.__version__, "skops": skops.__version__}
+
+
+def _numeric_steps(estimator: Any, imputer: Any, scaler: Any, make_pipeline: Any) -> Any:
+    """Only the preprocessing the estimator needs: trees ignore scale, and some take missing values."""
+    steps = []
+    try:
+        allows_nan = estimator.__sklearn_tags__().input_tags.allow_nan
+    except AttributeError:
+        allows_nan = False
+    if not allows_nan:
+        steps.append(imputer(strategy="mean", keep_empty_features=True))
+    module = type(estimator).__module__
+    if not module.startswith(("sklearn.ensemble", "sklearn.tree")):
+        steps.append(scaler())
+    return make_pipeline(*steps) if steps else "passthrough"
 
 
 def _jsonable(value: Any) -> bool:

@@ -90,22 +90,22 @@ class TorchTrainer:
 
     def _matrix(self, data: pd.DataFrame) -> torch.Tensor:
         import numpy as np
+        import pandas as pd
 
         p = self.preprocess
-        blocks = []
-        for column in p["numeric"]:
-            values = (data[column].to_numpy(dtype="float64") - p["means"][column]) / p["stds"][column]
-            blocks.append(np.nan_to_num(values, nan=0.0)[:, None])
+        width = len(p["numeric"]) + sum(len(p["categories"][c]) for c in p["categorical"])
+        matrix = np.zeros((len(data), width), dtype=np.float32)  # filled in place: no per-column blocks
+        for position, column in enumerate(p["numeric"]):
+            values = (data[column].to_numpy(dtype="float32") - p["means"][column]) / p["stds"][column]
+            matrix[:, position] = np.nan_to_num(values, nan=0.0)
+        offset = len(p["numeric"])
         for column in p["categorical"]:
             categories = p["categories"][column]
-            index = {value: i for i, value in enumerate(categories)}
-            codes = data[column].map(lambda v, index=index: index.get(v, -1)).to_numpy()
-            onehot = np.zeros((len(data), len(categories)))
+            codes = pd.Categorical(data[column], categories=categories).codes
             known = codes >= 0
-            onehot[np.arange(len(data))[known], codes[known]] = 1.0
-            blocks.append(onehot)
-        matrix = np.hstack(blocks) if blocks else np.zeros((len(data), 0))
-        return torch.as_tensor(matrix, dtype=torch.float32)
+            matrix[np.flatnonzero(known), offset + codes[known]] = 1.0
+            offset += len(categories)
+        return torch.from_numpy(matrix)
 
     # ----------------------------------------------------------------- training
 
@@ -135,7 +135,6 @@ class TorchTrainer:
         device = pick_device(context.device)
         torch.manual_seed(context.seed)
         torch.set_num_threads(machine_threads())
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
         self._fit_preprocess(train, y_train, context)
         x_train = self._matrix(train)
@@ -150,7 +149,8 @@ class TorchTrainer:
         y_val = self._targets(self._scaled(y_validation), regression).to(device) if validation is not None else None
         generator = torch.Generator().manual_seed(context.seed)
         state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0}
-        identity = self._identity(x_train, y_tensor, params, context.seed)
+        checkpoints = context.store is not None and context.checkpoint_prefix is not None
+        identity = self._identity(x_train, y_tensor, params, context.seed) if checkpoints else ""
         state = self._resume(context, identity, module, optimizer, generator, state)
 
         for epoch in range(state["epoch"], epochs):
@@ -164,13 +164,14 @@ class TorchTrainer:
                 loss.backward()
                 optimizer.step()
             module.eval()
+            if x_val is None:
+                # No validation split: no early stopping, and no extra pass over the training data.
+                state["epoch"] = epoch + 1
+                self._checkpoint(context, identity, module, optimizer, generator, state)
+                continue
             with torch.no_grad():
-                if x_val is not None:
-                    out = module(x_val)
-                    monitored = float(loss_fn(out.squeeze(-1) if regression else out, y_val))
-                else:
-                    out = module(x_train.to(device))
-                    monitored = float(loss_fn(out.squeeze(-1) if regression else out, y_tensor.to(device)))
+                out = module(x_val)
+                monitored = float(loss_fn(out.squeeze(-1) if regression else out, y_val))
             if monitored < state["best_loss"] - 1e-7:
                 state.update(best_loss=monitored, bad_epochs=0,
                              best_state={k: v.detach().cpu().clone() for k, v in module.state_dict().items()})
@@ -184,7 +185,8 @@ class TorchTrainer:
         if state["best_state"] is not None:
             module.load_state_dict(state["best_state"])
         self.module = module.to("cpu").eval()
-        return {"epochs_run": state["epoch"], "best_loss": state["best_loss"], "device": str(device)}
+        best = state["best_loss"] if state["best_loss"] != float("inf") else None
+        return {"epochs_run": state["epoch"], "best_loss": best, "device": str(device)}
 
     def _scaled(self, y: np.ndarray) -> np.ndarray:
         if self.preprocess.get("task") != "regression":

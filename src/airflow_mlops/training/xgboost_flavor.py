@@ -50,9 +50,8 @@ class XGBoostTrainer:
         for key, value in params.items():
             booster_params[ALIASES.get(key) or key] = value
         train_matrix = self._matrix(train, y_train)
-        evals = [(train_matrix, "train")]
-        if validation is not None:
-            evals.append((self._matrix(validation, y_validation), "validation"))
+        # Only the validation split is evaluated per round: scoring the training set every round costs ~10%.
+        evals = [(self._matrix(validation, y_validation), "validation")] if validation is not None else []
         try:
             self.booster = xgb.train(
                 booster_params, train_matrix, num_boost_round=rounds, evals=evals,

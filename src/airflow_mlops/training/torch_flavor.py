@@ -75,10 +75,16 @@ class TorchTrainer:
     # ----------------------------------------------------------- preprocessing
 
     def _fit_preprocess(self, train: pd.DataFrame, y: np.ndarray, context: FitContext) -> None:
+        import numpy as np
+
         spec = context.spec
-        means = {c: float(train[c].mean()) if train[c].notna().any() else 0.0 for c in spec.numeric}
-        stds = {c: float(train[c].std(ddof=0)) or 1.0 for c in spec.numeric}
-        stds = {c: (s if s == s else 1.0) for c, s in stds.items()}
+        values = train[spec.numeric].to_numpy(dtype="float32") if spec.numeric else np.zeros((len(train), 0), "float32")
+        mean, std = (np.nanmean, np.nanstd) if np.isnan(values).any() else (np.mean, np.std)
+        with np.errstate(all="ignore"):
+            column_means = np.nan_to_num(mean(values, axis=0, dtype="float64"), nan=0.0)
+            column_stds = np.nan_to_num(std(values, axis=0, dtype="float64"), nan=1.0)
+        means = {c: float(m) for c, m in zip(spec.numeric, column_means, strict=True)}
+        stds = {c: float(s) or 1.0 for c, s in zip(spec.numeric, column_stds, strict=True)}
         self.preprocess = {
             "numeric": spec.numeric, "means": means, "stds": stds,
             "categorical": spec.categorical, "categories": {c: spec.categories[c] for c in spec.categorical},
@@ -95,10 +101,15 @@ class TorchTrainer:
         p = self.preprocess
         width = len(p["numeric"]) + sum(len(p["categories"][c]) for c in p["categorical"])
         matrix = np.zeros((len(data), width), dtype=np.float32)  # filled in place: no per-column blocks
-        for position, column in enumerate(p["numeric"]):
-            values = (data[column].to_numpy(dtype="float32") - p["means"][column]) / p["stds"][column]
-            matrix[:, position] = np.nan_to_num(values, nan=0.0)
-        offset = len(p["numeric"])
+        numeric = p["numeric"]
+        if numeric:
+            means = np.asarray([p["means"][c] for c in numeric], dtype=np.float32)
+            stds = np.asarray([p["stds"][c] for c in numeric], dtype=np.float32)
+            block = matrix[:, : len(numeric)]
+            np.subtract(data[numeric].to_numpy(dtype="float32"), means, out=block)
+            np.divide(block, stds, out=block)
+            np.nan_to_num(block, copy=False, nan=0.0)
+        offset = len(numeric)
         for column in p["categorical"]:
             categories = p["categories"][column]
             codes = pd.Categorical(data[column], categories=categories).codes

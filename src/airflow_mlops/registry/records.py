@@ -7,8 +7,14 @@ from datetime import datetime
 from typing import Any
 
 
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO 8601 strings."""
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
 @dataclass(frozen=True)
-class ModelVersion:
+class ModelVersion(_Record):
     name: str
     version: int
     artifact_uri: str
@@ -29,14 +35,10 @@ class ModelVersion:
     tags: dict[str, Any]
     aliases: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
 
 
 @dataclass(frozen=True)
-class RegisteredModel:
+class RegisteredModel(_Record):
     name: str
     description: str
     tags: dict[str, Any]
@@ -44,14 +46,10 @@ class RegisteredModel:
     latest_version: int | None
     aliases: dict[str, int]
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
 
 
 @dataclass(frozen=True)
-class AliasEvent:
+class AliasEvent(_Record):
     name: str
     alias: str
     kind: str
@@ -63,14 +61,10 @@ class AliasEvent:
     run_id: str | None
     at: datetime
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data
 
 
 @dataclass(frozen=True)
-class EvaluationRecord:
+class EvaluationRecord(_Record):
     name: str
     version: int
     dataset_fingerprint: str | None
@@ -82,14 +76,10 @@ class EvaluationRecord:
     run_id: str | None
     at: datetime
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data
 
 
 @dataclass(frozen=True)
-class DriftRecord:
+class DriftRecord(_Record):
     name: str
     version: int | None
     reference_fingerprint: str | None
@@ -101,7 +91,3 @@ class DriftRecord:
     run_id: str | None
     at: datetime
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data

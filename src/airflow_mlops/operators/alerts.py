@@ -40,13 +40,14 @@ def _post_slack(conn_id: str, text: str) -> None:
 
     conn = BaseHook.get_connection(conn_id)
     # Slack webhook connections keep the secret part of the URL in the password.
-    url = conn.host if conn.host and conn.host.startswith("https://") else None
-    if conn.password and conn.password.startswith("https://"):
+    web = ("https://", "http://")
+    url = conn.host if conn.host and conn.host.startswith(web) else None
+    if conn.password and conn.password.startswith(web):
         url = conn.password
     elif conn.password and url:
         url = url.rstrip("/") + "/" + conn.password.lstrip("/")
     if not url:
-        raise ValueError(f"connection {conn_id!r} holds no https:// webhook URL in host or password")
+        raise ValueError(f"connection {conn_id!r} holds no webhook URL in host or password")
     request = urllib.request.Request(
         url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}
     )

@@ -3,7 +3,8 @@
     .venv/bin/python tests/benchmarks/training_bench.py [--rows 1000000] [--features 50]
 
 Per flavor (xgboost, sklearn, torch), each case runs in a fresh process (peak RSS
-is the process's own); only the training call is timed. Ours includes what a
+is the process's own); only the training call is timed. The direct torch case
+standardises its inputs, as our MLP does, so both train the same model. Ours includes what a
 pipeline run needs: feature spec, label coding, train metrics and saving the
 bundle to a local store. Target: overhead at most 10% wall time.
 """
@@ -86,7 +87,9 @@ def direct(flavor: str, rows: int, features: int) -> float:
 
         from airflow_mlops.training.torch_flavor import TabularMLP
 
+        # What a person writes by hand for the same model: standardised inputs, then the loop.
         torch.manual_seed(0)
+        x = (x - x.mean(axis=0)) / x.std(axis=0)
         inputs, labels = torch.as_tensor(x), torch.as_tensor(y)
         module = TabularMLP(x.shape[1], 2, hidden_sizes=TORCH["hidden_sizes"], dropout=0.0)
         optimizer = torch.optim.Adam(module.parameters(), lr=TORCH["learning_rate"])
@@ -115,6 +118,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--flavors", default="xgboost,sklearn,torch")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts (2-core noise)")
     parser.add_argument("--case", choices=["ours", "direct"])
     parser.add_argument("--flavor")
     args = parser.parse_args()
@@ -122,10 +126,11 @@ def main() -> int:
         seconds = (ours if args.case == "ours" else direct)(args.flavor, args.rows, args.features)
         print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return 0
-    print(f"{args.rows:,} rows x {args.features} float32 features, binary target")
+    print(f"{args.rows:,} rows x {args.features} float32 features, binary target; fastest of {args.repeat} runs per case")
     print(f"{'flavor':<9}{'direct s':>10}{'ours s':>9}{'overhead':>10}{'direct MB':>11}{'ours MB':>9}")
     for flavor in args.flavors.split(","):
-        mine, theirs = run("ours", flavor, args.rows, args.features), run("direct", flavor, args.rows, args.features)
+        mine = min((run("ours", flavor, args.rows, args.features) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        theirs = min((run("direct", flavor, args.rows, args.features) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         overhead = mine["seconds"] / theirs["seconds"] - 1
         verdict = "PASS" if overhead <= 0.10 else "FAIL (target <= 10%)"
         print(f"{flavor:<9}{theirs['seconds']:>10.1f}{mine['seconds']:>9.1f}{overhead:>9.1%} "

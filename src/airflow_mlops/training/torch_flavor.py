@@ -74,7 +74,8 @@ class TorchTrainer:
 
     # ----------------------------------------------------------- preprocessing
 
-    def _fit_preprocess(self, train: pd.DataFrame, y: np.ndarray, context: FitContext) -> None:
+    def _fit_preprocess(self, train: pd.DataFrame, y: np.ndarray, context: FitContext) -> np.ndarray:
+        """Learn the standardisation; returns the raw numeric values so they are read only once."""
         import numpy as np
 
         spec = context.spec
@@ -93,8 +94,9 @@ class TorchTrainer:
         if context.task == "regression":
             self.preprocess["y_mean"] = float(y.mean())
             self.preprocess["y_std"] = float(y.std()) or 1.0
+        return values
 
-    def _matrix(self, data: pd.DataFrame) -> torch.Tensor:
+    def _matrix(self, data: pd.DataFrame, numeric_values: np.ndarray | None = None) -> torch.Tensor:
         import numpy as np
         import pandas as pd
 
@@ -106,7 +108,8 @@ class TorchTrainer:
             means = np.asarray([p["means"][c] for c in numeric], dtype=np.float32)
             stds = np.asarray([p["stds"][c] for c in numeric], dtype=np.float32)
             block = matrix[:, : len(numeric)]
-            np.subtract(data[numeric].to_numpy(dtype="float32"), means, out=block)
+            raw = numeric_values if numeric_values is not None else data[numeric].to_numpy(dtype="float32")
+            np.subtract(raw, means, out=block)
             np.divide(block, stds, out=block)
             np.nan_to_num(block, copy=False, nan=0.0)
         offset = len(numeric)
@@ -147,8 +150,7 @@ class TorchTrainer:
         torch.manual_seed(context.seed)
         torch.set_num_threads(machine_threads())
 
-        self._fit_preprocess(train, y_train, context)
-        x_train = self._matrix(train)
+        x_train = self._matrix(train, self._fit_preprocess(train, y_train, context))
         regression = context.task == "regression"
         n_outputs = 1 if regression else context.n_classes
         y_tensor = self._targets(self._scaled(y_train), regression)

@@ -169,7 +169,9 @@ class LoadedModel:
             return native(matrix), None
         else:
             proba = native(matrix)
-        return self.labels.decode(proba.argmax(axis=1)), proba
+        # Two classes: a comparison is argmax (ties go to the first class, as argmax does), without the scan.
+        codes = (proba[:, 1] > proba[:, 0]).astype("int64") if proba.shape[1] == 2 else proba.argmax(axis=1)
+        return self.labels.decode(codes), proba
 
 
 def _library_versions(trainer: Trainer) -> dict[str, str]:

@@ -83,7 +83,11 @@ class XGBoostTrainer:
         limit = (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
         raw = self.booster.inplace_predict(matrix, iteration_range=limit)
         if raw.ndim == 1 and self._objective() == "binary:logistic":
-            return np.column_stack([1.0 - raw, raw])
+            # Column-major, so each class's column is contiguous and goes to Arrow without a copy.
+            proba = np.empty((len(raw), 2), dtype=raw.dtype, order="F")
+            proba[:, 1] = raw
+            np.subtract(1.0, raw, out=proba[:, 0])
+            return proba
         return raw
 
     def _objective(self) -> str:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_mlops.storage import ArtifactStore
 
 METADATA = "metadata.json"
-TRAIN_METRIC_ROWS = 100_000
+TRAIN_METRIC_ROWS = 50_000
 FLAVORS = {
     "sklearn": "airflow_mlops.training.sklearn_flavor:SklearnTrainer",
     "xgboost": "airflow_mlops.training.xgboost_flavor:XGBoostTrainer",

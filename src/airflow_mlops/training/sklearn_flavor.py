@@ -53,17 +53,21 @@ class SklearnTrainer:
             kind = "a regressor" if context.task == "regression" else "a classifier"
             raise TrainingError(f"model.estimator {path} is not {kind}, as model.task {context.task} needs")
         spec = context.spec
-        preprocess = ColumnTransformer(
-            [
-                ("numeric", _numeric_steps(estimator, SimpleImputer, StandardScaler, make_pipeline), spec.numeric),
-                ("categorical", make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value="__missing__"),
-                    OneHotEncoder(handle_unknown="ignore", categories=[spec.categories[c] + ["__missing__"] for c in spec.categorical]),
-                ), spec.categorical),
-            ],
-            remainder="drop",
-        )
-        self.pipeline = Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+        numeric = _numeric_steps(estimator, SimpleImputer, StandardScaler, make_pipeline)
+        steps = []
+        if spec.categorical or numeric != "passthrough":
+            steps.append(("preprocess", ColumnTransformer(
+                [
+                    ("numeric", numeric, spec.numeric),
+                    ("categorical", make_pipeline(
+                        SimpleImputer(strategy="constant", fill_value="__missing__"),
+                        OneHotEncoder(handle_unknown="ignore", categories=[spec.categories[c] + ["__missing__"] for c in spec.categorical]),
+                    ), spec.categorical),
+                ],
+                remainder="drop",
+            )))
+        # All-numeric data for an estimator that needs no preprocessing goes straight in: no copy.
+        self.pipeline = Pipeline([*steps, ("estimator", estimator)])
         try:
             self.pipeline.fit(train, y_train)
         except ValueError as exc:

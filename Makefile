@@ -19,15 +19,20 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[torch,dev]'
 	touch $(INSTALLED)
 
-# PostgreSQL binaries (initdb, pg_ctl) for the registry tests.
+# System programs the tests drive: PostgreSQL (registry and Airflow metadata),
+# Redis (Celery broker) and Chromium (browser tests of the UI plugin).
 system-deps:
-	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "installing PostgreSQL server binaries"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	@missing=""; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 lint: install
-	$(BIN)/ruff check src tests dags scripts
+	$(BIN)/ruff check src tests dags scripts plugins
 
 test: install lint
 	$(BIN)/python -m pytest

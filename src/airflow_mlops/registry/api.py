@@ -389,6 +389,20 @@ class ModelRegistry:
         held_aliases = sorted(r.held_alias for r in rows if r.held_alias is not None)
         return self._version_record(name, rows[0], held_aliases)
 
+    def versions_from_run(self, dag_id: str, run_id: str) -> list[ModelVersion]:
+        """The versions an Airflow DAG run registered, of any model, oldest first."""
+        with self._read() as session:
+            rows = session.execute(
+                select(ModelVersionRow, RegisteredModelRow.name)
+                .join(RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id)
+                .where(ModelVersionRow.dag_id == dag_id, ModelVersionRow.run_id == run_id)
+                .order_by(RegisteredModelRow.name, ModelVersionRow.version)
+            ).all()
+            return [
+                self._version_record(name, row, self._aliases_by_version(session, row.model_id).get(row.version, []))
+                for row, name in rows
+            ]
+
     def get_version(self, name: str, version: int) -> ModelVersion:
         return self._fetch(name, version=version)
 

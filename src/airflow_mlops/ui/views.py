@@ -1,0 +1,322 @@
+"""What the registry pages show and do, independent of any web framework or of Airflow.
+
+`RegistryViews` turns registry records into plain dicts for the pages and the
+JSON API, carries out promotions and rollbacks with the caller as actor, and
+serves HTML reports only from inside the artifact root.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.config.schema import DEFAULT_PRIMARY_METRIC
+from airflow_mlops.errors import ArtifactNotFoundError, NotFoundError, RegistryError
+from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
+
+if TYPE_CHECKING:
+    from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.registry import ModelRegistry
+    from airflow_mlops.registry.records import ModelVersion
+    from airflow_mlops.storage import ArtifactStore
+
+MAX_REASON_CHARS = 2000
+
+
+class ReportRefusedError(ArtifactNotFoundError):
+    """A report URI that is not an HTML file inside the artifact root; answered like a missing file."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What the pages need from a model's pipeline file (defaults when there is none)."""
+
+    primary_metric: str
+    alias: str = "champion"
+    retrain_dag_id: str | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return GREATER_IS_BETTER.get(self.primary_metric, True)
+
+
+class RegistryViews:
+    """The registry as the UI sees it.
+
+    :param pipelines: pipeline files by model name; they give each model its
+        primary metric, promotion alias and retraining DAG.
+    """
+
+    def __init__(self, registry: ModelRegistry, store: ArtifactStore, pipelines: dict[str, PipelineConfig]) -> None:
+        self.registry = registry
+        self.store = store
+        self.pipelines = pipelines
+
+    def settings(self, name: str, task: str | None = None) -> ModelSettings:
+        config = self.pipelines.get(name)
+        if config is not None:
+            return ModelSettings(
+                primary_metric=config.evaluation.primary_metric or DEFAULT_PRIMARY_METRIC[config.model.task],
+                alias=config.promotion.alias,
+                retrain_dag_id=f"{config.pipeline}__retrain",
+            )
+        return ModelSettings(primary_metric=DEFAULT_PRIMARY_METRIC.get(task or "", "accuracy"))
+
+    # ------------------------------------------------------------------ reading
+
+    def models(self) -> list[dict[str, Any]]:
+        """One row per registered model: champion, its primary metric, last training run, last drift check."""
+        rows = []
+        for model in self.registry.list_models():
+            versions = self.registry.search_versions(model.name)
+            latest = versions[-1] if versions else None
+            settings = self.settings(model.name, latest.task if latest else None)
+            champion_version = model.aliases.get(settings.alias)
+            test_metrics = self._latest_test_metrics(model.name)
+            champion = next((v for v in versions if v.version == champion_version), None)
+            drift = self.registry.drift_records(model.name)
+            rows.append({
+                "name": model.name,
+                "alias": settings.alias,
+                "champion_version": champion_version,
+                "primary_metric": settings.primary_metric,
+                "primary_value": self._primary_value(champion, test_metrics, settings) if champion else None,
+                "versions": len(versions),
+                "last_training": _run_summary(latest),
+                "last_drift": _drift_summary(drift[-1]) if drift else None,
+            })
+        return rows
+
+    def model(self, name: str) -> dict[str, Any]:
+        """Everything the model page shows."""
+        versions = self.registry.search_versions(name)
+        if not versions and name not in {m.name for m in self.registry.list_models()}:
+            raise NotFoundError(f"no registered model named {name!r}")
+        settings = self.settings(name, versions[-1].task if versions else None)
+        test_metrics = self._latest_test_metrics(name)
+        evaluations = [e.to_dict() for e in self.registry.evaluations(name)]
+        drift = [d.to_dict() for d in self.registry.drift_records(name)]
+        metric_points = [
+            (f"v{v.version}", self._primary_value(v, test_metrics, settings)) for v in versions
+        ]
+        return {
+            "name": name,
+            "settings": {**settings.__dict__, "higher_is_better": settings.higher_is_better},
+            "aliases": self.registry.aliases(name),
+            "versions": [self._version_row(v, test_metrics, settings) for v in reversed(versions)],
+            "history": [e.to_dict() for e in reversed(self.registry.history(name))],
+            "evaluations": list(reversed(evaluations)),
+            "drift": list(reversed(drift)),
+            "metric_chart": line_chart_svg(metric_points, f"{settings.primary_metric} by version"),
+            "drift_chart": line_chart_svg(
+                [(d["at"][:16].replace("T", " "), d["drift_share"]) for d in drift], "drift share over time"
+            ),
+        }
+
+    def version(self, name: str, version: int) -> dict[str, Any]:
+        record = self.registry.get_version(name, version)
+        settings = self.settings(name, record.task)
+        return {
+            **self._version_row(record, self._latest_test_metrics(name), settings),
+            "evaluations": [e.to_dict() for e in reversed(self.registry.evaluations(name, version))],
+            "primary_metric": settings.primary_metric,
+        }
+
+    def compare(self, name: str, first: int, second: int) -> dict[str, Any]:
+        """Two versions side by side: every metric and param either has, marked where they differ."""
+        a, b = self.registry.get_version(name, first), self.registry.get_version(name, second)
+        test_metrics = self._latest_test_metrics(name)
+        metrics_a = {**a.metrics, **{f"test_{k}": v for k, v in test_metrics.get(first, {}).items()}}
+        metrics_b = {**b.metrics, **{f"test_{k}": v for k, v in test_metrics.get(second, {}).items()}}
+        return {
+            "name": name,
+            "versions": [first, second],
+            "metrics": _side_by_side(metrics_a, metrics_b),
+            "params": _side_by_side(a.params, b.params),
+            "lineage": _side_by_side(_lineage(a), _lineage(b)),
+        }
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """The model versions an Airflow DAG run registered, with the evaluations it recorded."""
+        versions = self.registry.versions_from_run(dag_id, run_id)
+        return {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "versions": [v.to_dict() for v in versions],
+            "evaluations": [
+                e.to_dict()
+                for name in sorted({v.name for v in versions})
+                for e in self.registry.evaluations(name)
+                if e.run_id == run_id
+            ],
+        }
+
+    # ------------------------------------------------------------------ actions
+
+    def promote(
+        self, name: str, alias: str, version: int, *, reason: str, actor: str, expected_version: int | None
+    ) -> dict[str, Any]:
+        """Point `alias` at `version`, provided it still points where the caller saw it (`expected_version`)."""
+        event = self.registry.set_alias(
+            name, alias, version, expected_version=expected_version, actor=actor,
+            reason=_checked_reason(reason), kind="set",
+        )
+        return event.to_dict()
+
+    def rollback(self, name: str, alias: str, *, reason: str, actor: str, expected_version: int | None) -> dict[str, Any]:
+        """Undo the latest change of `alias`, provided it still points where the caller saw it."""
+        reason = _checked_reason(reason)
+        current = self.registry.aliases(name).get(alias)
+        if expected_version is not None and current != expected_version:
+            from airflow_mlops.errors import ConflictError
+
+            raise ConflictError(
+                f"{name} '{alias}' points at v{current}, not v{expected_version} as the page showed: "
+                "it moved since; nothing was changed"
+            )
+        restored = self.registry.rollback(name, alias, reason=reason, actor=actor)
+        return {"name": name, "alias": alias, "from_version": current, "to_version": restored.version}
+
+    def permission_dag_id(self, name: str) -> str | None:
+        """The DAG whose edit permission guards changes to this model's aliases."""
+        settings = self.settings(name)
+        if settings.retrain_dag_id:
+            return settings.retrain_dag_id
+        versions = self.registry.search_versions(name)
+        return versions[-1].dag_id if versions else None
+
+    # ------------------------------------------------------------------ reports
+
+    def report(self, uri: str) -> bytes:
+        """The bytes of an HTML report, refused unless it lies inside the artifact root."""
+        return self.store.read_bytes(report_path_in_root(self.store.root, uri))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _latest_test_metrics(self, name: str) -> dict[int, dict[str, Any]]:
+        """Per version, the metrics of its latest evaluation on a held-out test set."""
+        found: dict[int, dict[str, Any]] = {}
+        for evaluation in self.registry.evaluations(name):
+            found[evaluation.version] = evaluation.metrics
+        return found
+
+    @staticmethod
+    def _primary_value(version: ModelVersion, test_metrics: dict[int, dict[str, Any]], settings: ModelSettings) -> Any:
+        metric = settings.primary_metric
+        tested = test_metrics.get(version.version, {})
+        return tested.get(metric, version.metrics.get(f"validation_{metric}"))
+
+    def _version_row(self, version: ModelVersion, test_metrics: dict[int, dict[str, Any]], settings: ModelSettings) -> dict[str, Any]:
+        return {
+            **version.to_dict(),
+            "primary_value": self._primary_value(version, test_metrics, settings),
+            "test_metrics": test_metrics.get(version.version, {}),
+            "lineage": _lineage(version),
+        }
+
+
+def report_path_in_root(root: str, uri: str) -> str:
+    """`uri` as a path inside the artifact `root`, or `ReportRefusedError`.
+
+    Only `.html` files strictly inside the root qualify: no `..`, no symlink or
+    prefix trick leads out of it, whatever the registry or the request says.
+    """
+    if not uri or "\x00" in uri or not uri.lower().endswith(".html"):
+        raise ReportRefusedError(f"{uri!r}: not an HTML report of the artifact store")
+    if root.startswith("s3://"):
+        prefix = root.rstrip("/") + "/"
+        relative = uri[len(prefix):] if uri.startswith(prefix) else ""
+        if not relative or posixpath.normpath(relative) != relative or relative.startswith(("../", "/")):
+            raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+        return relative
+    local = uri[len("file://"):] if uri.startswith("file://") else uri
+    if "://" in local or not os.path.isabs(local):
+        raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(local))
+    if real_root not in real.parents:
+        raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+    return str(real.relative_to(real_root))
+
+
+def line_chart_svg(points: list[tuple[str, Any]], title: str, width: int = 560, height: int = 180) -> str:
+    """A small inline SVG line chart of labelled values (non-numbers are left out)."""
+    values = [(label, float(v)) for label, v in points if isinstance(v, int | float) and not isinstance(v, bool)]
+    e = html.escape
+    if not values:
+        return f'<p class="empty">{e(title)}: no data yet</p>'
+    left, right, top, bottom = 48, 12, 24, 36
+    low, high = min(v for _, v in values), max(v for _, v in values)
+    span = (high - low) or abs(high) or 1.0
+    low, high = low - span * 0.1, high + span * 0.1
+    step = (width - left - right) / max(len(values) - 1, 1)
+
+    def xy(i: int, value: float) -> tuple[float, float]:
+        return left + i * step, top + (high - value) / (high - low) * (height - top - bottom)
+
+    coords = [xy(i, v) for i, (_, v) in enumerate(values)]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{e(label)}: {v:.4g}</title></circle>'
+        for (x, y), (label, v) in zip(coords, values, strict=True)
+    )
+    every = max(1, len(values) // 8)
+    labels = "".join(
+        f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{e(label)}</text>'
+        for i, ((x, _), (label, _)) in enumerate(zip(coords, values, strict=True)) if i % every == 0
+    )
+    axis = (f'<text x="4" y="{top + 4}">{high:.4g}</text>'
+            f'<text x="4" y="{height - bottom}">{low:.4g}</text>')
+    return (
+        f'<svg class="chart" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
+        f'<text x="{left}" y="14" class="title">{e(title)}</text>{axis}'
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>'
+        f'<polyline points="{path}" fill="none"/>{dots}{labels}</svg>'
+    )
+
+
+def _checked_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise RegistryError("a reason is required; it is recorded in the alias history")
+    if len(reason) > MAX_REASON_CHARS:
+        raise RegistryError(f"the reason is {len(reason)} characters long; at most {MAX_REASON_CHARS} are kept")
+    return reason
+
+
+def _lineage(version: ModelVersion) -> dict[str, Any]:
+    datasets = {
+        f"{split} data": f"{ref.get('uri')} ({(ref.get('fingerprint') or '')[:12]})"
+        for split, ref in (version.datasets or {}).items() if isinstance(ref, dict)
+    }
+    return {
+        **datasets,
+        "code version": version.code_version,
+        "dag run": f"{version.dag_id} / {version.run_id}" if version.dag_id else None,
+        "task": version.task_id,
+        "created by": version.created_by,
+        **{f"{lib} version": v for lib, v in sorted((version.library_versions or {}).items())},
+    }
+
+
+def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "a": a.get(key), "b": b.get(key), "differs": a.get(key) != b.get(key)}
+        for key in sorted(set(a) | set(b))
+    ]
+
+
+def _run_summary(version: ModelVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {"version": version.version, "dag_id": version.dag_id, "run_id": version.run_id,
+            "at": version.created_at.isoformat()}
+
+
+def _drift_summary(record: Any) -> dict[str, Any]:
+    return {"passed": record.passed, "drift_share": record.drift_share, "at": record.at.isoformat(),
+            "report_uri": record.report_uri}

@@ -1,0 +1,53 @@
+"""What the registry pages may serve and draw, without a web server."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from airflow_mlops.ui.views import ReportRefusedError, line_chart_svg, report_path_in_root
+
+
+def test_local_reports_inside_the_root_resolve_to_their_relative_path(tmp_path):
+    root = tmp_path / "root"
+    (root / "reports").mkdir(parents=True)
+    (root / "reports" / "r.html").write_text("ok")
+    assert report_path_in_root(str(root), str(root / "reports" / "r.html")) == "reports/r.html"
+    assert report_path_in_root(str(root), f"file://{root}/reports/r.html") == "reports/r.html"
+
+
+@pytest.mark.parametrize("uri", [
+    "{outside}/secret.html",
+    "{root}/../secret.html",
+    "{root}/reports/../../secret.html",
+    "{root}-sibling/r.html",          # shares the root's prefix but is not inside it
+    "{root}/reports/link.html",       # a symlink leading out of the root
+    "{root}/registry.db",             # inside, but not a report
+    "reports/r.html",                 # relative: ambiguous, refused
+    "s3://bucket/root/r.html",
+    "",
+])
+def test_local_report_uris_that_leave_the_root_are_refused(tmp_path, uri):
+    root = tmp_path / "root"
+    (root / "reports").mkdir(parents=True)
+    (tmp_path / "secret.html").write_text("secret")
+    os.symlink(tmp_path / "secret.html", root / "reports" / "link.html")
+    with pytest.raises(ReportRefusedError):
+        report_path_in_root(str(root), uri.format(root=root, outside=tmp_path))
+
+
+def test_s3_reports_must_lie_under_the_root_prefix():
+    root = "s3://bucket/mlops"
+    assert report_path_in_root(root, "s3://bucket/mlops/reports/r.html") == "reports/r.html"
+    for uri in ("s3://bucket/mlops-other/r.html", "s3://bucket/mlops/../x.html", "s3://other/mlops/r.html",
+                "s3://bucket/mlops/a/./r.html", "s3://bucket/mlops//r.html", "/etc/r.html"):
+        with pytest.raises(ReportRefusedError):
+            report_path_in_root(root, uri)
+
+
+def test_chart_plots_numbers_and_escapes_labels():
+    svg = line_chart_svg([("v1", 0.5), ("<v2>", 0.75), ("v3", None), ("v4", True)], "auc & more")
+    assert svg.count("<circle") == 2  # None and booleans are not plotted
+    assert "&lt;v2&gt;" in svg and "auc &amp; more" in svg and "<v2>" not in svg
+    assert "no data yet" in line_chart_svg([("v1", None)], "auc")

@@ -13,9 +13,15 @@ def _config_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = config.add_subparsers(dest="config_command", required=True)
     schema = commands.add_parser("schema", help="print the JSON Schema of a pipeline file")
     schema.set_defaults(handler=_print_schema)
-    check = commands.add_parser("validate", help="check a pipeline file with the messages Airflow would show")
-    check.add_argument("file")
-    check.set_defaults(handler=_validate_file)
+    _validate_arguments(commands.add_parser("validate", help="the same as `airflow-mlops validate`"))
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE",
+        help="pipeline files, or folders of them (a folder also catches two files with one pipeline name)",
+    )
+    parser.set_defaults(handler=_validate_file)
 
 
 def _print_schema(args: argparse.Namespace) -> int:
@@ -26,15 +32,72 @@ def _print_schema(args: argparse.Namespace) -> int:
 
 
 def _validate_file(args: argparse.Namespace) -> int:
-    from airflow_mlops.config import load_pipeline_config
+    """Each problem on stderr exactly as the DAG import error shows it: `file: field: what was expected`."""
+    from pathlib import Path
+
+    from airflow_mlops.config import load_pipeline_config, load_pipeline_configs
     from airflow_mlops.errors import ConfigError
 
-    try:
-        config = load_pipeline_config(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(f"{args.file}: ok (pipeline {config.pipeline}, {config.model.flavor} {config.model.task})")
+    failed = False
+    for name in args.files:
+        try:
+            if Path(name).is_dir():
+                loaded = load_pipeline_configs(name, strict=False)
+                configs = [(loaded.sources[p].name, c) for p, c in loaded.configs.items()]
+                for error in loaded.errors.values():
+                    print(error, file=sys.stderr)
+                failed = failed or bool(loaded.errors)
+            else:
+                configs = [(name, load_pipeline_config(name))]
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+            continue
+        for source, config in configs:
+            print(f"{source}: ok (pipeline {config.pipeline}, {config.model.flavor} {config.model.task})")
+    return 1 if failed else 0
+
+
+def _init_commands(subparsers: argparse._SubParsersAction) -> None:
+    from airflow_mlops.scaffold import FLAVORS
+
+    init = subparsers.add_parser(
+        "init", help="write a pipeline file for a dataset: task, features, expectations and model inferred",
+        description="Read a dataset, infer the task and the feature types, suggest expectations, pick a model, "
+        "metrics and gates, and write a commented pipeline file ready to run.",
+    )
+    init.add_argument("name", help="pipeline name (lowercase letters, digits, _ and -): also the registered model name")
+    init.add_argument("--data", required=True, help="training data: a file or folder (relative to the artifact root, a local path, file://, s3://)")
+    init.add_argument("--target", required=True, help="the label column")
+    init.add_argument("--task", help="binary_classification | multiclass_classification | regression (default: inferred)")
+    init.add_argument("--flavor", choices=FLAVORS, help="model flavor (default: xgboost)")
+    init.add_argument("--out", help="file to write, or a folder for NAME.yaml (default: $AIRFLOW_MLOPS_CONFIGS/NAME.yaml, else dags/configs/NAME.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--owner", default="airflow", help="owner of the DAGs (default: airflow)")
+    init.add_argument("--description", help="shown as the DAGs' description")
+    init.add_argument("--root", help="artifact root (default: AIRFLOW_MLOPS_HOME)")
+    init.add_argument("--sample-rows", type=int, default=None, help="profile a random sample of this many rows of bigger data (default 100000)")
+    init.set_defaults(handler=_init)
+
+
+def _init(args: argparse.Namespace) -> int:
+    import shlex
+
+    from airflow_mlops.scaffold import SAMPLE_ROWS, init_pipeline
+
+    command = "airflow-mlops init " + " ".join(
+        shlex.quote(a) for a in [args.name, "--data", args.data, "--target", args.target]
+        + (["--task", args.task] if args.task else []) + (["--flavor", args.flavor] if args.flavor else [])
+    )
+    path, plan = init_pipeline(
+        args.name, args.data, args.target, out=args.out, force=args.force, command=command,
+        task=args.task, flavor=args.flavor, root=args.root, owner=args.owner, description=args.description,
+        max_rows=args.sample_rows or SAMPLE_ROWS,
+    )
+    print(f"wrote {path}: {plan.summary()}")
+    for warning in plan.warnings:
+        print(f"note: {warning}")
+    print(f"next: read the file, `airflow-mlops validate {path}`, then trigger {plan.name}__retrain in Airflow")
     return 0
 
 
@@ -65,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_registry_commands(subparsers)
     add_db_commands(subparsers)
     add_validation_commands(subparsers)
+    _init_commands(subparsers)
+    _validate_arguments(
+        subparsers.add_parser("validate", help="check pipeline files with the messages Airflow would show")
+    )
     _config_commands(subparsers)
     _example_commands(subparsers)
     return parser

@@ -97,11 +97,15 @@ def retraining_schedule(config: PipelineConfig) -> Any:
 
 
 def inference_schedule(config: PipelineConfig) -> Any:
+    """Without `inference.input` there is nothing to score unattended: the DAG runs only when triggered with an input."""
+    if not config.inference.input:
+        return None
     return _schedule(config.inference.schedule, champion_asset(config))
 
 
 def drift_schedule(config: PipelineConfig) -> Any:
-    return config.drift.schedule
+    """Without `drift.current` there is nothing to check unattended: the DAG runs only when triggered with data."""
+    return config.drift.schedule if config.drift.current else None
 
 
 def retraining_params(config: PipelineConfig) -> dict[str, Param]:

@@ -113,3 +113,28 @@ def test_param_validation_rejects_a_bad_trigger_form(configs, monkeypatch):
     with pytest.raises(ParamValidationError):
         dag.params.get_param("training_data").resolve("")
     assert dag.params.get_param("approval").resolve("required") == "required"
+
+
+def test_a_pipeline_without_inference_input_or_drift_data_still_loads_unscheduled(configs, tmp_path):
+    (configs / "minimal.yaml").write_text(
+        "pipeline: minimal\n"
+        "data: {train: data/minimal/train.parquet, target: y}\n"
+        "model: {flavor: xgboost, task: regression}\n"
+        "inference: {schedule: '@daily'}\n"
+        "drift: {schedule: '@daily'}\n"
+    )
+    parsed = parse_in_fresh_process(configs, tmp_path)
+    assert parsed["errors"] == {}
+    assert {"minimal__batch_inference", "minimal__drift", "breast_cancer__batch_inference"} <= set(parsed["dag_ids"])
+
+
+def test_unscheduled_when_there_is_nothing_to_score_or_check(configs, monkeypatch):
+    (configs / "minimal.yaml").write_text(
+        "pipeline: minimal\ndata: {train: t.parquet, target: y}\nmodel: {flavor: xgboost, task: regression}\n"
+        "inference: {schedule: '@daily'}\ndrift: {schedule: '@daily'}\n"
+    )
+    bag = _bag(configs, monkeypatch)
+    assert type(bag.dags["minimal__batch_inference"].timetable).__name__ == "NullTimetable"
+    assert type(bag.dags["minimal__drift"].timetable).__name__ == "NullTimetable"
+    # The trigger form asks for the input instead.
+    assert bag.dags["minimal__batch_inference"].params.get_param("input").schema["minLength"] == 1

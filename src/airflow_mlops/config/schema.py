@@ -351,7 +351,9 @@ class PromotionConfig(_Section):
 
 
 class InferenceConfig(_Section):
-    input: str | None = Field(None, description="data to score: a file or a folder of parquet/csv parts")
+    input: str | None = Field(
+        None, description="data to score: a file or a folder of parquet/csv parts; when empty the DAG is not scheduled and asks for it when triggered"
+    )
     output: str | None = Field(None, description="prefix under which each run writes its parts and manifest")
     alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
     chunk_rows: int = Field(100_000, ge=1)
@@ -364,7 +366,9 @@ class ColumnDrift(_Section):
 
 
 class DriftConfig(_Section):
-    current: str | None = Field(None, description="recent data to compare with the reference")
+    current: str | None = Field(
+        None, description="recent data to compare with the reference; when empty the DAG is not scheduled and asks for it when triggered"
+    )
     reference: str = Field("training", description="'training' = the champion's training data, or a dataset URI")
     columns: Literal["features"] | list[str] = Field("features", description="columns to check")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="the dataset drifts when this share of columns drift")

@@ -94,7 +94,9 @@ class FeatureSpec:
     def frame(self, data: pd.DataFrame) -> pd.DataFrame:
         """The feature columns in training order, categoricals as strings (missing stays missing)."""
         self.check_columns({c: str(data[c].dtype) for c in data.columns})
-        out = data[self.features].copy()
+        out = data[self.features]  # a list selection is already a new frame
+        if self.categorical or any(out[c].dtype.kind != "f" for c in self.numeric):
+            out = out.copy()  # columns are replaced below: never write into a view of the caller's data
         for column in self.categorical:
             out[column] = out[column].astype("string").astype(object).where(out[column].notna(), None)
         for column in self.numeric:

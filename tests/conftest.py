@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["airflow_mlops.testing.s3", "airflow_mlops.testing.postgres"]
+pytest_plugins = ["airflow_mlops.testing.s3", "airflow_mlops.testing.postgres", "airflow_mlops.testing.redis"]
 
 # Tests never read a user's config, credentials or endpoints.
 for _name in list(os.environ):

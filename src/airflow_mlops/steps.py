@@ -281,7 +281,8 @@ def plan_scoring(
 
 
 def score_planned_chunk(
-    config: PipelineConfig, store: ArtifactStore, *, chunk: dict[str, Any], validation_prefix: str
+    config: PipelineConfig, store: ArtifactStore, *, chunk: dict[str, Any], validation_prefix: str,
+    worker: str | None = None,
 ) -> dict[str, Any]:
     """Score one planned chunk, validating it first when `validation.before_scoring` is set."""
     from airflow_mlops.inference import BatchPlan, score_chunk
@@ -298,7 +299,7 @@ def score_planned_chunk(
                 frame, checks, store, report_path=f"{validation_prefix}/validation.html", dataset_name="chunk"
             )
 
-    result = score_chunk(plan, chunk["index"], store, validate=validate)
+    result = score_chunk(plan, chunk["index"], store, validate=validate, worker=worker)
     return {**result.to_dict(), "plan_uri": chunk["plan_uri"], "plan_sha256": chunk["plan_sha256"]}
 
 

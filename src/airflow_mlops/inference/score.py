@@ -269,8 +269,12 @@ def score_chunk(
     *,
     validate: Callable[[pd.DataFrame], GateResult] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    worker: str | None = None,
 ) -> ChunkResult:
-    """Score chunk `index` into `<output_prefix>/part-<index>.parquet` (overwritten on retry)."""
+    """Score chunk `index` into `<output_prefix>/part-<index>.parquet` (overwritten on retry).
+
+    `worker` names the host in the manifest (default: this machine's hostname); the pid is added.
+    """
 
 
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
@@ -315,7 +319,7 @@ def score_chunk(
     log.info("chunk %d: %d rows in %.1f s (%.0f rows/s)", index, rows, seconds, rows / max(seconds, 1e-9))
     return ChunkResult(
         index=index, uri=ref.uri, rows=rows, sha256=ref.sha256, size=ref.size, seconds=round(seconds, 3),
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=f"{worker or socket.gethostname()}:{os.getpid()}",
         input_fingerprint=fingerprint,
     )
 

@@ -69,9 +69,13 @@ class ScoreChunkOperator(MlopsBaseOperator):
         self.chunk = chunk
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.utils.net import get_hostname
+
         from airflow_mlops.steps import score_planned_chunk
 
-        return score_planned_chunk(self.pipeline, self.store, chunk=self.chunk, validation_prefix=self.run_prefix(context))
+        # Airflow's own name for this host (core.hostname_callable), as in the task instance's record.
+        return score_planned_chunk(self.pipeline, self.store, chunk=self.chunk, validation_prefix=self.run_prefix(context),
+                                   worker=get_hostname())
 
 
 class CommitBatchOperator(MlopsBaseOperator):

@@ -273,6 +273,35 @@ def _environment(
     }
 
 
+def worker_hostname() -> str:
+    """Airflow's `core.hostname_callable` for harness workers: the name the harness gave the worker."""
+    return os.environ.get("AIRFLOW_MLOPS_TEST_HOSTNAME") or socket.gethostname()
+
+
+def _worker_environment(environment: dict[str, str], folder: Path, name: str) -> dict[str, str]:
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    return {
+        **environment,
+        "HOME": str(folder),
+        "TMPDIR": str(folder / "tmp"),
+        "AIRFLOW_MLOPS_TEST_HOSTNAME": name,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+    }
+
+
+def _wait_workers_ready(instance: AirflowInstance, count: int, timeout: float) -> None:
+    """Until every Celery worker's log says it is ready to take tasks."""
+    deadline = time.monotonic() + timeout
+    for number in range(1, count + 1):
+        log = instance.home / "logs" / f"celery-worker-{number}.log"
+        while " ready." not in log.read_text(errors="replace"):
+            instance._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Celery worker-{number} not ready within {timeout:.0f} s:\n"
+                                     f"{instance.log_tail(f'celery-worker-{number}', 60)}")
+            time.sleep(1)
+
+
 def _command(component: str, port: int) -> list[str]:
     command = [sys.executable, "-m", "airflow", component]
     if component == "api-server":
@@ -340,11 +369,17 @@ def running_airflow(
     parallelism: int = 4,
     components: tuple[str, ...] = COMPONENTS,
     startup_timeout: float = 180,
+    celery_workers: int = 0,
+    worker_concurrency: int = 1,
 ) -> Iterator[AirflowInstance]:
     """Run Airflow on 127.0.0.1 with a fresh home at `home`; yields an `AirflowInstance`.
 
     `sql_alchemy_conn` defaults to a SQLite file in `home`. `env` is added last, so it
     can override any setting (e.g. `AIRFLOW__CORE__...`) and pass variables to tasks.
+    `celery_workers` starts that many `airflow celery worker` processes (for the
+    CeleryExecutor; broker and result backend come in `env`), named `worker-1`,
+    `worker-2`, ... as Airflow's hostname, each with its own HOME and TMPDIR so
+    that nothing on the local disk is shared between them.
     """
     unknown = set(components) - set(COMPONENTS)
     if unknown or "api-server" not in components:
@@ -376,7 +411,18 @@ def running_airflow(
                     _command(component, port), env=environment, stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
+            for number in range(1, celery_workers + 1):
+                name = f"worker-{number}"
+                log = logs.enter_context((home / "logs" / f"celery-{name}.log").open("w"))
+                instance.processes[f"celery-{name}"] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", "celery", "worker", "--celery-hostname", f"{name}@%h",
+                     "--concurrency", str(worker_concurrency), "--skip-serve-logs", "--without-gossip",
+                     "--without-mingle"],
+                    env=_worker_environment(environment, home / "workers" / name, name), stdout=log,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                )
             _wait_healthy(instance, components, startup_timeout)
+            _wait_workers_ready(instance, celery_workers, startup_timeout)
             yield instance
         finally:
             _stop(instance.processes)

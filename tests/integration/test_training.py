@@ -198,3 +198,19 @@ def test_model_round_trips_through_s3(s3_client, s3_bucket):
     assert trained.model_uri.startswith(f"s3://{s3_bucket}/models/m/")
     model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
     assert len(model.predict(test)) == len(test)
+
+
+@pytest.mark.parametrize("flavor", ["sklearn", "xgboost", "torch"])
+def test_training_leaves_the_callers_frames_untouched(flavor, store):
+    train, validation, _ = split("binary_classification")
+    train = train.astype({c: "float32" for c in train.columns if c != "target" and train[c].dtype.kind == "f"})
+    before_train, before_validation = train.copy(), validation.copy()
+    trained = train_model(config_for(flavor, "binary_classification"), train, validation, store, output_prefix="m")
+    pd.testing.assert_frame_equal(train, before_train)
+    pd.testing.assert_frame_equal(validation, before_validation)
+    # What the model learnt from the frame is what it applies to the same frame at scoring time.
+    from sklearn.metrics import roc_auc_score
+
+    model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
+    scored = roc_auc_score(train["target"], model.predict_proba(train)[:, 1])
+    assert trained.train_metrics["roc_auc"] == pytest.approx(scored, abs=1e-6)

@@ -102,33 +102,39 @@ class TorchTrainer:
                 stds = np.nan_to_num(np.nanstd(values, axis=0, dtype="float64"), nan=1.0)
             self._set_scaling(spec.numeric, means, stds)
             return self._matrix(train, values)
-        # Centre while building the matrix, then take the spread from the centred block in slices:
-        # float64 sums without a float64 copy of the data, and one pass fewer than np.std.
-        self._set_scaling(spec.numeric, values.sum(axis=0, dtype="float64") / len(values), np.ones(len(spec.numeric)))
-        matrix = self._matrix(train, values)
-        del values
-        block = matrix.numpy()[:, : len(spec.numeric)]  # shares the tensor's memory
-        squares = np.zeros(block.shape[1], dtype="float64")
-        for start in range(0, len(block), 65_536):
-            rows = block[start : start + 65_536]
-            squares += np.square(rows).sum(axis=0, dtype="float64")
-        stds = np.sqrt(squares / len(block))
-        self._set_scaling(spec.numeric, None, stds)
-        np.divide(block, np.asarray(list(self.preprocess["stds"].values()), dtype="float32"), out=block)
-        return matrix
+        # In place on our own float32 copy (never a view of the caller's frame): mean, centre, spread,
+        # scale. Sums accumulate in float64 without a float64 copy, in no more passes than np.std takes.
+        values = np.ascontiguousarray(values)
+        if not values.flags.owndata:
+            values = values.copy()
+        means = values.sum(axis=0, dtype="float64") / len(values)
+        np.subtract(values, means.astype("float32"), out=values)
+        squares = np.zeros(values.shape[1], dtype="float64")
+        for start in range(0, len(values), 65_536):
+            squares += np.square(values[start : start + 65_536]).sum(axis=0, dtype="float64")
+        self._set_scaling(spec.numeric, means, np.sqrt(squares / len(values)))
+        np.divide(values, np.asarray(list(self.preprocess["stds"].values()), dtype="float32"), out=values)
+        if not spec.categorical:
+            return torch.from_numpy(values)
+        matrix = np.zeros((len(values), self._width()), dtype=np.float32)
+        matrix[:, : len(spec.numeric)] = values
+        self._one_hot(train, matrix)
+        return torch.from_numpy(matrix)
 
     def _set_scaling(self, columns: list[str], means: np.ndarray | None, stds: np.ndarray) -> None:
         if means is not None:
             self.preprocess["means"] = {c: float(m) for c, m in zip(columns, means, strict=True)}
         self.preprocess["stds"] = {c: float(s) or 1.0 for c, s in zip(columns, stds, strict=True)}
 
+    def _width(self) -> int:
+        p = self.preprocess
+        return len(p["numeric"]) + sum(len(p["categories"][c]) for c in p["categorical"])
+
     def _matrix(self, data: pd.DataFrame, numeric_values: np.ndarray | None = None) -> torch.Tensor:
         import numpy as np
-        import pandas as pd
 
         p = self.preprocess
-        width = len(p["numeric"]) + sum(len(p["categories"][c]) for c in p["categorical"])
-        matrix = np.zeros((len(data), width), dtype=np.float32)  # filled in place: no per-column blocks
+        matrix = np.zeros((len(data), self._width()), dtype=np.float32)  # filled in place: no per-column blocks
         numeric = p["numeric"]
         if numeric:
             means = np.asarray([p["means"][c] for c in numeric], dtype=np.float32)
@@ -138,14 +144,22 @@ class TorchTrainer:
             np.subtract(raw, means, out=block)
             np.divide(block, stds, out=block)
             np.nan_to_num(block, copy=False, nan=0.0)
-        offset = len(numeric)
+        self._one_hot(data, matrix)
+        return torch.from_numpy(matrix)
+
+    def _one_hot(self, data: pd.DataFrame, matrix: np.ndarray) -> None:
+        """Categorical columns as indicator columns after the numeric block (unknown values: all zero)."""
+        import numpy as np
+        import pandas as pd
+
+        p = self.preprocess
+        offset = len(p["numeric"])
         for column in p["categorical"]:
             categories = p["categories"][column]
             codes = pd.Categorical(data[column], categories=categories).codes
             known = codes >= 0
             matrix[np.flatnonzero(known), offset + codes[known]] = 1.0
             offset += len(categories)
-        return torch.from_numpy(matrix)
 
     # ----------------------------------------------------------------- training
 

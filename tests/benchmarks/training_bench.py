@@ -3,7 +3,8 @@
     .venv/bin/python tests/benchmarks/training_bench.py [--rows 1000000] [--features 50]
 
 Per flavor (xgboost, sklearn, torch), each case runs in a fresh process (peak RSS
-is the process's own); only the training call is timed, after both sides have
+is the process's own), the two cases interleaved, the fastest of `--repeat` runs
+counting; only the training call is timed, after both sides have
 imported what they use. The direct torch case
 standardises its inputs, as our MLP does, so both train the same model. Ours includes what a
 pipeline run needs: feature spec, label coding, train metrics and saving the
@@ -137,8 +138,14 @@ def main() -> int:
     print(f"{args.rows:,} rows x {args.features} float32 features, binary target; fastest of {args.repeat} runs per case")
     print(f"{'flavor':<9}{'direct s':>10}{'ours s':>9}{'overhead':>10}{'direct MB':>11}{'ours MB':>9}")
     for flavor in args.flavors.split(","):
-        mine = min((run("ours", flavor, args.rows, args.features) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-        theirs = min((run("direct", flavor, args.rows, args.features) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        # Interleaved (ours, direct, direct, ours, ...): this machine's speed drifts over minutes,
+        # and a drift must not land on one side only.
+        runs: dict[str, list[dict]] = {"ours": [], "direct": []}
+        for repeat in range(args.repeat):
+            for kind in ("ours", "direct") if repeat % 2 == 0 else ("direct", "ours"):
+                runs[kind].append(run(kind, flavor, args.rows, args.features))
+        mine = min(runs["ours"], key=lambda r: r["seconds"])
+        theirs = min(runs["direct"], key=lambda r: r["seconds"])
         overhead = mine["seconds"] / theirs["seconds"] - 1
         verdict = "PASS" if overhead <= 0.10 else "FAIL (target <= 10%)"
         print(f"{flavor:<9}{theirs['seconds']:>10.1f}{mine['seconds']:>9.1f}{overhead:>9.1%} "

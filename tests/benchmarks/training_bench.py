@@ -5,7 +5,7 @@
 Per flavor (xgboost, sklearn, torch), each case runs in a fresh process (peak RSS
 is the process's own), the two cases interleaved, the fastest of `--repeat` runs
 counting; only the training call is timed, after both sides have
-imported what they use. The direct torch case
+imported what they use. The direct sklearn case fits the same DataFrame; the direct torch case
 standardises its inputs, as our MLP does, so both train the same model. Ours includes what a
 pipeline run needs: feature spec, label coding, train metrics and saving the
 bundle to a local store. Target: overhead at most 10% wall time.
@@ -76,7 +76,8 @@ def _warm(flavor: str) -> None:
 
 
 def direct(flavor: str, rows: int, features: int) -> float:
-    _, x, y = data(rows, features)
+    frame, x, y = data(rows, features)
+    table = frame.drop(columns="label")
     _warm(flavor)
     started = time.perf_counter()
     if flavor == "xgboost":
@@ -90,7 +91,9 @@ def direct(flavor: str, rows: int, features: int) -> float:
     elif flavor == "sklearn":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        HistGradientBoostingClassifier(**HGB, random_state=0).fit(x, y)
+        # The table as a user holds it (read from parquet: a DataFrame); a pre-made row-major
+        # numpy matrix fits ~5% faster still, as HistGradientBoosting gathers rows when binning.
+        HistGradientBoostingClassifier(**HGB, random_state=0).fit(table, y)
     else:
         import torch
 

@@ -180,6 +180,40 @@ def test_validation_before_scoring_stops_a_bad_chunk(store, champion):
             score_chunk(plan, chunk.index, store, validate=reject_negative)
 
 
+def test_on_s3_planning_reads_footers_and_a_chunk_reads_its_own_row_groups(s3_client, s3_bucket, tmp_path, monkeypatch):
+    store = S3ArtifactStore(f"s3://{s3_bucket}/root", client=s3_client)
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    trained = train_model(config(), frame(600), None, store, output_prefix="models/v1")
+    version = registry.register_version("churn", artifact_uri=trained.model_uri, artifact_sha256=trained.artifact.sha256,
+                                        flavor="xgboost", task="binary_classification")
+    registry.set_alias("churn", "champion", version.version, reason="test")
+    rows = 400_000
+    rng = np.random.default_rng(7)
+    big = pd.DataFrame({"customer": np.arange(rows), **{f"f{i}": rng.normal(size=rows) for i in range(4)}})
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(big, preserve_index=False), sink, row_group_size=40_000, compression="none")
+    size = store.write_bytes("incoming/big.parquet", sink.getvalue().to_pybytes()).size
+    fetched: list[int] = []
+    original = s3_client.get_object
+
+    def counting_get(**kwargs):
+        start, end = kwargs.get("Range", f"bytes=0-{size - 1}").removeprefix("bytes=").split("-")
+        fetched.append(int(end) - int(start) + 1)
+        return original(**kwargs)
+
+    monkeypatch.setattr(s3_client, "get_object", counting_get)
+    plan = plan_batch(config(chunk_rows=40_000), registry, store, run_id="r-ranges")
+    assert len(plan.chunks) == 10
+    assert sum(fetched) < size / 10, "planning must read the footer, not the file"
+    score_chunk(plan, 0, store)  # loads the model, so only chunk 4's reads are counted below
+    fetched.clear()
+    result = score_chunk(plan, 4, store)
+    assert result.rows == 40_000
+    assert sum(fetched) < size / 4, f"one chunk of ten read {sum(fetched):,} of {size:,} bytes"
+    output = pq.read_table(pa.BufferReader(store.read_bytes(result.uri))).to_pandas()
+    assert output["customer"].tolist() == list(range(160_000, 200_000))
+
+
 def _parquet(df: pd.DataFrame) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)

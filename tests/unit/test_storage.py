@@ -120,6 +120,47 @@ def test_s3_multipart_is_really_used_above_the_threshold(s3_client, s3_bucket, t
     assert head["Metadata"]["sha256"] == sha256_bytes(big.read_bytes())
 
 
+def test_open_read_seeks_and_reads_any_range(store):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    store.write_bytes("blob.bin", data)
+    with store.open_read("blob.bin") as handle:
+        assert handle.seek(0, os.SEEK_END) == len(data)
+        handle.seek(-17, os.SEEK_END)
+        assert handle.read() == data[-17:]
+        handle.seek(1000)
+        assert handle.read(10) == data[1000:1010]
+        assert handle.read(2 * 1024 * 1024) == data[1010 : 1010 + 2 * 1024 * 1024]
+        handle.seek(0)
+        assert handle.read() == data
+    with pytest.raises(ArtifactNotFoundError), store.open_read("nothing.bin"):
+        pytest.fail("a missing object has no reader")
+
+
+def test_s3_open_read_fetches_only_the_ranges_read(s3_client, s3_bucket, monkeypatch):
+    store = S3ArtifactStore(f"s3://{s3_bucket}", client=s3_client)
+    data = os.urandom(40 * 1024 * 1024)
+    store.write_bytes("big.bin", data)
+    fetched = []
+    original = s3_client.get_object
+    monkeypatch.setattr(s3_client, "get_object", lambda **kw: fetched.append(kw["Range"]) or original(**kw))
+    with store.open_read("big.bin") as handle:
+        handle.seek(-8, os.SEEK_END)
+        assert handle.read() == data[-8:]
+        handle.seek(20 * 1024 * 1024)
+        assert handle.read(100) == data[20 * 1024 * 1024 : 20 * 1024 * 1024 + 100]
+    sizes = [int(end) - int(start) + 1 for start, end in (r.removeprefix("bytes=").split("-") for r in fetched)]
+    assert len(fetched) == 2 and sum(sizes) <= 2 * 1024 * 1024  # the tail, and one buffer: not 40 MB
+
+
+def test_s3_open_read_refuses_an_object_replaced_mid_read(s3_client, s3_bucket):
+    store = S3ArtifactStore(f"s3://{s3_bucket}", client=s3_client)
+    store.write_bytes("data.bin", b"a" * 100)
+    with store.open_read("data.bin") as handle:
+        store.write_bytes("data.bin", b"b" * 100)
+        with pytest.raises(StorageError, match="replaced while it was being read"):
+            handle.read()
+
+
 def test_json_round_trip(store):
     ref = store.write_json("m.json", {"b": 1, "a": [1, 2]})
     assert store.read_json("m.json", expected_sha256=ref.sha256) == {"a": [1, 2], "b": 1}

@@ -127,8 +127,8 @@ def _schema(part: Any, store: ArtifactStore) -> pa.Schema:
     if data_format(part.uri) == "parquet":
         import pyarrow.parquet as pq
 
-        with store.local_path(part.uri) as local:
-            return pq.read_schema(local)
+        with store.open_read(part.uri) as source:
+            return pq.ParquetFile(source).schema_arrow
     first = next(iter_batches(part.uri, store, batch_rows=1), None)
     if first is None:
         raise DataError(f"{part.uri}: the csv file has no rows")

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from airflow_mlops.errors import IntegrityError, UnknownSchemeError
 from airflow_mlops.refs import ArtifactRef
@@ -92,6 +92,12 @@ class ArtifactStore(ABC):
     @contextmanager
     def local_path(self, path: str, expected_sha256: str | None = None) -> Iterator[str]:
         """A local file with the object's bytes, verified when a hash is given."""
+
+    @abstractmethod
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        """A seekable binary file over the object that fetches only what is read, so a
+        reader of a parquet footer or of a few row groups never transfers the whole file."""
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from airflow_mlops.errors import ArtifactNotFoundError, StorageError, UnknownSchemeError
 from airflow_mlops.refs import ArtifactRef
@@ -109,6 +110,11 @@ class LocalArtifactStore(ArtifactStore):
         if expected_sha256 is not None:
             check_integrity(str(target), expected_sha256, sha256_file(target))
         yield str(target)
+
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        with open(self._existing(path), "rb") as handle:
+            yield handle
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()

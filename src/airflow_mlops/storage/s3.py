@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from airflow_mlops.errors import ArtifactNotFoundError, StorageError, UnknownSchemeError
 from airflow_mlops.refs import ArtifactRef
@@ -21,6 +22,9 @@ from airflow_mlops.storage.base import (
 )
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
+# Small reads (a parquet footer, a csv line) are served from one ranged GET of this size;
+# larger reads (row groups, which pyarrow coalesces) go to S3 as one range each.
+READ_BUFFER = 1024 * 1024
 
 
 def default_s3_client() -> Any:
@@ -43,6 +47,51 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def _missing(error: Exception) -> bool:
     code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
     return code in {"404", "NoSuchKey", "NotFound"}
+
+
+class _S3ObjectRange(io.RawIOBase):
+    """One S3 object read by byte ranges on demand. Every range is pinned to the ETag seen
+    at open, so an object replaced mid-read fails loudly instead of mixing two versions."""
+
+    def __init__(self, client: Any, bucket: str, key: str, size: int, etag: str) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key = client, bucket, key
+        self._size, self._etag, self._position = size, etag, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"s3://{self._bucket}/{self._key}: seek before the start of the object")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._position + len(buffer), self._size)
+        if end <= self._position:
+            return 0
+        try:
+            body = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end - 1}", IfMatch=self._etag
+            )["Body"]
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in {"PreconditionFailed", "412"}:
+                raise StorageError(f"s3://{self._bucket}/{self._key} was replaced while it was being read") from None
+            raise
+        data = body.read()
+        view = memoryview(buffer).cast("B")
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 class S3ArtifactStore(ArtifactStore):
@@ -141,6 +190,19 @@ class S3ArtifactStore(ArtifactStore):
             yield temp
         finally:
             Path(temp).unlink(missing_ok=True)
+
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        bucket, key = self._key(path)
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if _missing(exc):
+                raise ArtifactNotFoundError(f"s3://{bucket}/{key}: no such object") from None
+            raise
+        raw = _S3ObjectRange(self.client, bucket, key, int(head["ContentLength"]), head["ETag"])
+        with io.BufferedReader(raw, buffer_size=READ_BUFFER) as handle:
+            yield handle
 
     def exists(self, path: str) -> bool:
         bucket, key = self._key(path)

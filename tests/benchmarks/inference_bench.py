@@ -5,7 +5,8 @@
 (a) raw `predict` on data already in memory (the limit, no I/O);
 (b) by hand: pandas.read_parquet the whole input, predict, to_parquet;
 (c) ours: plan + score_chunk + commit, sequentially in one process.
-Each case runs in a fresh subprocess, so its peak RSS is its own.
+Each case runs in a fresh subprocess, so its peak RSS is its own; the cases run interleaved
+`--repeat` times and the fastest run of each counts (a 2-core VM drifts by 10% or more).
 Targets: (c) >= 0.8x the rows/s of (a) while doing its I/O, faster than (b), peak RSS <= 1/4 of (b).
 """
 
@@ -132,6 +133,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--case", choices=list(CASES))
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts, the largest RSS")
     args = parser.parse_args()
     if args.case:
         result = CASES[args.case](args.workdir)
@@ -141,9 +143,17 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="inference-bench-"))
     started = time.perf_counter()
     prepare(workdir, args.rows)
-    print(f"input: {args.rows:,} rows x {len(FEATURES)} float32 columns, XGBoost 200 trees "
+    print(f"input: {args.rows:,} rows x {len(FEATURES)} float32 columns, XGBoost 200 trees, fastest of {args.repeat} "
           f"(prepared in {time.perf_counter() - started:.0f} s, {workdir})")
-    results = {name: run_case(name, workdir) for name in CASES}
+    results: dict[str, dict] = {}
+    for _ in range(args.repeat):  # interleaved, so the machine's drift reaches every case alike
+        for name in CASES:
+            result = run_case(name, workdir)
+            best = results.setdefault(name, result)
+            if result["seconds"] < best["seconds"]:
+                results[name] = {**result, "peak_rss_mb": max(result["peak_rss_mb"], best["peak_rss_mb"])}
+            else:
+                best["peak_rss_mb"] = max(result["peak_rss_mb"], best["peak_rss_mb"])
     print(f"{'case':<34}{'seconds':>9}{'rows/s':>14}{'peak RSS MB':>13}")
     labels = {"memory": "(a) predict on in-memory data", "by_hand": "(b) read_parquet+predict+to_parquet",
               "ours": f"(c) plan+score_chunk+commit ({results['ours']['chunks']} chunks)"}

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops.config import parse_pipeline_config
-from airflow_mlops.errors import DataError
+from airflow_mlops.errors import DataError, StorageError
 from airflow_mlops.inference import commit_batch, cut_chunks, plan_batch, read_output, score_chunk
 from airflow_mlops.registry import ModelRegistry
 from airflow_mlops.storage import LocalArtifactStore, S3ArtifactStore
@@ -97,12 +97,40 @@ def test_the_version_is_pinned_at_planning(store, champion):
 
 
 def test_chunks_never_exceed_airflows_mapping_limit():
-    pieces = [(f"f{i // 10}.parquet", i % 10, 100) for i in range(5000)]
+    pieces = [(f"f{i // 10}.parquet", "v1", i % 10, 100) for i in range(5000)]
     target, chunks = cut_chunks(pieces, chunk_rows=100)
     assert len(chunks) <= 1024 and target >= 100
     assert sum(c.rows for c in chunks) == 500_000
     covered = [(p.uri, g) for c in chunks for p in c.parts for g in p.row_groups]
-    assert covered == [(u, g) for u, g, _ in pieces], "every row group exactly once, in order"
+    assert covered == [(u, g) for u, _, g, _ in pieces], "every row group exactly once, in order"
+
+
+def test_an_input_file_rewritten_after_planning_is_refused_not_mixed(store, champion):
+    write_input(store, parts=2)
+    plan = plan_batch(config(), champion, store, run_id="r-changed")
+    first = score_chunk(plan, 0, store)
+    # Same shape, other values: only the file's version tells the difference.
+    replacement = frame(1000, seed=42).drop(columns=["label"])
+    store.write_bytes("incoming/part-1.parquet", _parquet(replacement))
+    later = [c for c in plan.chunks if any(p.uri.endswith("part-1.parquet") for p in c.parts)]
+    with pytest.raises(StorageError, match=r"part-1.parquet was rewritten after version"):
+        score_chunk(plan, later[0].index, store)
+    assert first.rows == plan.chunks[0].rows
+    assert not store.exists(plan.manifest_uri)
+    replanned = plan_batch(config(), champion, store, run_id="r-changed")
+    assert replanned.input_fingerprint != plan.input_fingerprint
+    manifest = store.read_json(run_all(replanned, store).uri)
+    assert manifest["input"]["fingerprint"] == replanned.input_fingerprint
+    assert [f["uri"] for f in manifest["input"]["files"]] == [store.uri(f"incoming/part-{i}.parquet") for i in (0, 1)]
+    assert sorted(read_output(replanned.output_prefix, store)["customer"]) == sorted(
+        [*frame(1000, seed=1)["customer"], *replacement["customer"]])
+
+
+def test_the_input_fingerprint_is_stable_for_unchanged_input(store, champion):
+    write_input(store, parts=2)
+    one = plan_batch(config(), champion, store, run_id="r-a")
+    two = plan_batch(config(chunk_rows=300), champion, store, run_id="r-b")
+    assert one.input_fingerprint == two.input_fingerprint, "chunking is not part of the input's identity"
 
 
 def test_a_bad_chunk_fails_with_a_named_error_and_nothing_is_committed(store, champion):

@@ -136,6 +136,18 @@ def test_open_read_seeks_and_reads_any_range(store):
         pytest.fail("a missing object has no reader")
 
 
+def test_a_rewritten_object_gets_a_new_version_and_the_old_one_cannot_be_read(store):
+    store.write_bytes("data.bin", b"first")
+    first = store.version("data.bin")
+    assert store.version("data.bin") == first
+    with store.open_read("data.bin", expected_version=first) as handle:
+        assert handle.read() == b"first"
+    store.write_bytes("data.bin", b"other")
+    assert store.version("data.bin") != first
+    with pytest.raises(StorageError, match="rewritten after version"), store.open_read("data.bin", expected_version=first):
+        pytest.fail("an old version must not be handed out")
+
+
 def test_s3_open_read_fetches_only_the_ranges_read(s3_client, s3_bucket, monkeypatch):
     store = S3ArtifactStore(f"s3://{s3_bucket}", client=s3_client)
     data = os.urandom(40 * 1024 * 1024)

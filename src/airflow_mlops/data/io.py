@@ -67,8 +67,7 @@ def _parquet_file(source: Any, uri: str) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        # pre_buffer: a row group's column chunks are fetched in coalesced ranges, one request each on S3.
-        return pq.ParquetFile(source, pre_buffer=True)
+        return pq.ParquetFile(source)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{_name(uri)} is not a parquet file ({uri}): {exc}") from None
 
@@ -102,9 +101,10 @@ def _csv_batches(source: Any, uri: str, columns: list[str] | None, batch_rows: i
 
 
 def _file_batches(
-    uri: str, store: ArtifactStore, columns: list[str] | None, batch_rows: int, row_groups: list[int] | None = None
+    uri: str, store: ArtifactStore, columns: list[str] | None, batch_rows: int, row_groups: list[int] | None = None,
+    version: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    with store.open_read(uri) as source:
+    with store.open_read(uri, expected_version=version) as source:
         if data_format(uri) == "csv":
             yield from _csv_batches(source, uri, columns, batch_rows)
             return
@@ -121,9 +121,10 @@ def iter_batches(
         yield from _file_batches(part, store, columns, batch_rows)
 
 
-def parquet_row_groups(uri: str, store: ArtifactStore) -> list[int]:
-    """Rows in each row group of one parquet file (a csv file counts as one group)."""
-    with store.open_read(uri) as source:
+def parquet_row_groups(uri: str, store: ArtifactStore, version: str | None = None) -> list[int]:
+    """Rows in each row group of one parquet file (a csv file counts as one group);
+    with `version`, of exactly that version of the file."""
+    with store.open_read(uri, expected_version=version) as source:
         if data_format(uri) == "csv":
             return [sum(b.num_rows for b in _csv_batches(source, uri, None, DEFAULT_BATCH_ROWS))]
         metadata = _parquet_file(source, uri).metadata
@@ -133,15 +134,15 @@ def parquet_row_groups(uri: str, store: ArtifactStore) -> list[int]:
 def iter_row_group_batches(
     uri: str,
     store: ArtifactStore,
-    row_groups: list[int],
+    row_groups: list[int] | None,
     columns: list[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    version: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream only the given row groups of one parquet file."""
-    if data_format(uri) == "csv":
-        yield from _file_batches(uri, store, columns, batch_rows)
-        return
-    yield from _file_batches(uri, store, columns, batch_rows, row_groups=row_groups)
+    """Stream the given row groups of one file (None: all of it, as for csv); with
+    `version`, a file rewritten since that version raises `StorageError`."""
+    groups = None if data_format(uri) == "csv" else row_groups
+    yield from _file_batches(uri, store, columns, batch_rows, row_groups=groups, version=version)
 
 
 def read_arrow(uri: str, store: ArtifactStore, columns: list[str] | None = None) -> pa.Table:

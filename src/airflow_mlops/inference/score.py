@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -43,7 +42,6 @@ class ChunkResult(_Record):
     size: int
     seconds: float
     worker: str
-    input_fingerprint: str
 
 
 def _model(plan: BatchPlan, store: ArtifactStore) -> LoadedModel:
@@ -113,23 +111,22 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     return pa.table(columns)
 
 
-def _part_batches(part: Any, store: ArtifactStore, columns: list[str], batch_rows: int) -> Any:
-    from airflow_mlops.data import iter_batches, iter_row_group_batches
+def _part_batches(part: Any, store: ArtifactStore, columns: list[str] | None, batch_rows: int) -> Any:
+    from airflow_mlops.data import iter_row_group_batches
 
-    if part.row_groups is None:
-        return iter_batches(part.uri, store, columns=columns, batch_rows=batch_rows)
-    return iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows)
+    return iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows,
+                                  version=part.version)
 
 
 def _schema(part: Any, store: ArtifactStore) -> pa.Schema:
-    from airflow_mlops.data import data_format, iter_batches
+    from airflow_mlops.data import data_format
 
     if data_format(part.uri) == "parquet":
         import pyarrow.parquet as pq
 
-        with store.open_read(part.uri) as source:
+        with store.open_read(part.uri, expected_version=part.version) as source:
             return pq.ParquetFile(source).schema_arrow
-    first = next(iter_batches(part.uri, store, batch_rows=1), None)
+    first = next(_part_batches(part, store, None, 1), None)
     if first is None:
         raise DataError(f"{part.uri}: the csv file has no rows")
     return first.schema
@@ -196,24 +193,8 @@ class _Stopped(Exception):
     pass
 
 
-def _hash_batch(digest: Any, batch: pa.RecordBatch) -> None:
-    """Feed the batch's values to the chunk's content hash: raw bytes for fixed-width columns
-    (sha256 runs at GB/s), 64-bit value hashes for the rest. The same plan reads the same
-    batches, so a re-scored chunk gets the same hash."""
-    import pandas as pd
-    import pyarrow as pa
-
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        digest.update(name.encode())
-        values = column.to_numpy(zero_copy_only=False)
-        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type) and column.null_count == 0:
-            digest.update(values.data if values.flags.c_contiguous else values.tobytes())
-        else:
-            digest.update(pd.util.hash_array(values.astype(object)).tobytes())
-
-
 class _Writer:
-    """Writes output tables and fingerprints the input batches on its own thread."""
+    """Writes output tables on its own thread."""
 
     def __init__(self, path: str) -> None:
         import queue
@@ -221,21 +202,23 @@ class _Writer:
         self._path = path
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
-        self._digest = hashlib.sha256()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         writer = None
         try:
-            while (item := self._queue.get()) is not _DONE:
-                batch, table = item
+            while (table := self._queue.get()) is not _DONE:
                 if writer is None:
-                    writer = pq.ParquetWriter(self._path, table.schema, use_dictionary=["model_name", "run_id"])
+                    # Repeated values (labels, the model, the run) cost a few bytes per page this way;
+                    # probabilities are unique per row, so dictionary-encoding them would be wasted work.
+                    repeated = [f.name for f in table.schema if f.name in {"model_name", "model_version", "run_id"}
+                                or f.name == "prediction" and not pa.types.is_floating(f.type)]
+                    writer = pq.ParquetWriter(self._path, table.schema, use_dictionary=repeated)
                 writer.write_table(table)
-                _hash_batch(self._digest, batch)
         except BaseException as exc:  # noqa: BLE001 - re-raised by close()
             self._error = exc
             while self._queue.get() is not _DONE:
@@ -244,17 +227,16 @@ class _Writer:
             if writer is not None:
                 writer.close()
 
-    def put(self, batch: Any, table: Any) -> None:
+    def put(self, table: Any) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((batch, table))
+        self._queue.put(table)
 
-    def close(self) -> str:
+    def close(self) -> None:
         self._queue.put(_DONE)
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._digest.hexdigest()
 
     def abort(self) -> None:
         if self._thread.is_alive():
@@ -299,13 +281,13 @@ def score_chunk(
                 if not gate.passed:
                     raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
             predictions, proba = _predict(model, batch)
-            writer.put(batch, _output_table(batch, plan, model, predictions, proba))
+            writer.put(_output_table(batch, plan, model, predictions, proba))
             rows += batch.num_rows
             now = time.monotonic()
             if now - last_report >= PROGRESS_SECONDS:
                 log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
                 last_report = now
-        fingerprint = writer.close()
+        writer.close()
         if rows == 0:
             raise DataError(f"chunk {index}: no rows were read")
         if rows != chunk.rows:
@@ -320,13 +302,11 @@ def score_chunk(
     return ChunkResult(
         index=index, uri=ref.uri, rows=rows, sha256=ref.sha256, size=ref.size, seconds=round(seconds, 3),
         worker=f"{worker or socket.gethostname()}:{os.getpid()}",
-        input_fingerprint=fingerprint,
     )
 
 
 def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | dict[str, Any]], store: ArtifactStore) -> ArtifactRef:
     """Check every planned chunk, delete stale parts, then write the manifest (last)."""
-    import hashlib
 
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
     by_index: dict[int, ChunkResult] = {}
@@ -358,8 +338,9 @@ def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | d
         "pipeline": plan.pipeline,
         "model": {"name": plan.model_name, "version": plan.model_version, "artifact_sha256": plan.artifact_sha256},
         "run_id": plan.run_id,
-        "input": {"uri": plan.input_uri, "signature": plan.input_signature,
-                  "fingerprint": hashlib.sha256("".join(r.input_fingerprint for r in ordered).encode()).hexdigest()},
+        "input": {"uri": plan.input_uri, "fingerprint": plan.input_fingerprint,
+                  "files": [{"uri": uri, "version": version}
+                            for uri, version in dict.fromkeys((p.uri, p.version) for c in plan.chunks for p in c.parts)]},
         "total_rows": sum(r.rows for r in ordered),
         "parts": [{"uri": r.uri, "rows": r.rows, "sha256": r.sha256, "size": r.size, "seconds": r.seconds,
                    "worker": r.worker} for r in ordered],

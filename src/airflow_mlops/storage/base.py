@@ -95,9 +95,18 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     @contextmanager
-    def open_read(self, path: str) -> Iterator[BinaryIO]:
+    def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
         """A seekable binary file over the object that fetches only what is read, so a
-        reader of a parquet footer or of a few row groups never transfers the whole file."""
+        reader of a parquet footer or of a few row groups never transfers the whole file.
+
+        With `expected_version` (from `version`), an object rewritten since then raises
+        `StorageError` instead of being read.
+        """
+
+    @abstractmethod
+    def version(self, path: str) -> str:
+        """A token that changes whenever the object is rewritten (S3: the ETag; locally:
+        inode, size and modification time); reading it costs one metadata request."""
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

@@ -112,9 +112,16 @@ class LocalArtifactStore(ArtifactStore):
         yield str(target)
 
     @contextmanager
-    def open_read(self, path: str) -> Iterator[BinaryIO]:
-        with open(self._existing(path), "rb") as handle:
+    def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
+        target = self._existing(path)
+        with open(target, "rb") as handle:
+            # Our writes replace files by rename, so the open handle keeps reading the version checked here.
+            if expected_version is not None and _version(os.fstat(handle.fileno())) != expected_version:
+                raise StorageError(f"{target} was rewritten after version {expected_version} was recorded")
             yield handle
+
+    def version(self, path: str) -> str:
+        return _version(self._existing(path).stat())
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
@@ -151,3 +158,7 @@ class LocalArtifactStore(ArtifactStore):
 
     def size(self, path: str) -> int:
         return self._existing(path).stat().st_size
+
+
+def _version(stat: os.stat_result) -> str:
+    return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"

@@ -22,8 +22,8 @@ from airflow_mlops.storage.base import (
 )
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
-# Small reads (a parquet footer, a csv line) are served from one ranged GET of this size;
-# larger reads (row groups, which pyarrow coalesces) go to S3 as one range each.
+# Small reads (a parquet footer, neighbouring small column chunks, csv blocks) are served
+# from one ranged GET of this size; a larger read goes to S3 as one range of its own.
 READ_BUFFER = 1024 * 1024
 
 
@@ -191,15 +191,26 @@ class S3ArtifactStore(ArtifactStore):
         finally:
             Path(temp).unlink(missing_ok=True)
 
-    @contextmanager
-    def open_read(self, path: str) -> Iterator[BinaryIO]:
+    def _head(self, path: str, expected_version: str | None = None) -> dict[str, Any]:
         bucket, key = self._key(path)
         try:
-            head = self.client.head_object(Bucket=bucket, Key=key)
+            if expected_version is None:
+                return self.client.head_object(Bucket=bucket, Key=key)
+            return self.client.head_object(Bucket=bucket, Key=key, IfMatch=expected_version)
         except Exception as exc:
             if _missing(exc):
                 raise ArtifactNotFoundError(f"s3://{bucket}/{key}: no such object") from None
+            if str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) in {"PreconditionFailed", "412"}:
+                raise StorageError(f"s3://{bucket}/{key} was rewritten after version {expected_version} was recorded") from None
             raise
+
+    def version(self, path: str) -> str:
+        return str(self._head(path)["ETag"])
+
+    @contextmanager
+    def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
+        bucket, key = self._key(path)
+        head = self._head(path, expected_version)
         raw = _S3ObjectRange(self.client, bucket, key, int(head["ContentLength"]), head["ETag"])
         with io.BufferedReader(raw, buffer_size=READ_BUFFER) as handle:
             yield handle
@@ -245,13 +256,7 @@ class S3ArtifactStore(ArtifactStore):
         return len(keys)
 
     def size(self, path: str) -> int:
-        bucket, key = self._key(path)
-        try:
-            return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        except Exception as exc:
-            if _missing(exc):
-                raise ArtifactNotFoundError(f"s3://{bucket}/{key}: no such object") from None
-            raise
+        return int(self._head(path)["ContentLength"])
 
     def sha256(self, path: str) -> str:
         bucket, key = self._key(path)

@@ -44,9 +44,17 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _error_code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def _missing(error: Exception) -> bool:
-    code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-    return code in {"404", "NoSuchKey", "NotFound"}
+    return _error_code(error) in {"404", "NoSuchKey", "NotFound"}
+
+
+def _version_changed(error: Exception) -> bool:
+    """An `IfMatch` request whose ETag no longer matches the object."""
+    return _error_code(error) in {"PreconditionFailed", "412"}
 
 
 class _S3ObjectRange(io.RawIOBase):
@@ -83,8 +91,7 @@ class _S3ObjectRange(io.RawIOBase):
                 Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end - 1}", IfMatch=self._etag
             )["Body"]
         except Exception as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412"}:
+            if _version_changed(exc):
                 raise StorageError(f"s3://{self._bucket}/{self._key} was replaced while it was being read") from None
             raise
         data = body.read()
@@ -200,7 +207,7 @@ class S3ArtifactStore(ArtifactStore):
         except Exception as exc:
             if _missing(exc):
                 raise ArtifactNotFoundError(f"s3://{bucket}/{key}: no such object") from None
-            if str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) in {"PreconditionFailed", "412"}:
+            if _version_changed(exc):
                 raise StorageError(f"s3://{bucket}/{key} was rewritten after version {expected_version} was recorded") from None
             raise
 

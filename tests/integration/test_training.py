@@ -214,3 +214,51 @@ def test_training_leaves_the_callers_frames_untouched(flavor, store):
     model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
     scored = roc_auc_score(train["target"], model.predict_proba(train)[:, 1])
     assert trained.train_metrics["roc_auc"] == pytest.approx(scored, abs=1e-6)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("flavor", list(FLAVOR_PARAMS))
+def test_the_batch_inference_column_path_predicts_what_the_frame_path_does(flavor, task, store, monkeypatch):
+    from airflow_mlops.training import xgboost_flavor
+
+    monkeypatch.setattr(xgboost_flavor, "PIECE_ROWS", 16)  # many pieces per call, the last one short
+    train, validation, test = split(task)
+    trained = train_model(config_for(flavor, task), train, validation, store, output_prefix="m")
+    model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
+    if flavor == "xgboost":
+        test = test.copy()
+        test.loc[test.index[::7], model.feature_names[0]] = np.nan  # missing values take XGBoost's default branch
+    predictions, proba = model.predict_columns([test[c].to_numpy() for c in model.feature_names])
+    if task == "regression":
+        assert proba is None
+        np.testing.assert_allclose(predictions, model.predict(test), rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(predictions, model.predict(test))
+        np.testing.assert_allclose(proba, model.predict_proba(test), rtol=1e-5, atol=1e-7)
+    empty_predictions, _ = model.predict_columns([test[c].to_numpy()[:0] for c in model.feature_names])
+    assert len(empty_predictions) == 0
+
+
+def test_xgboost_pieces_leave_the_frame_path_all_cores_and_work_after_a_fork(store):
+    import json
+    import multiprocessing
+
+    from airflow_mlops.training.base import machine_threads
+
+    train, validation, test = split("binary_classification")
+    trained = train_model(config_for("xgboost", "binary_classification"), train, validation, store, output_prefix="m")
+    model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
+    columns = [test[c].to_numpy() for c in model.feature_names]
+    expected, _ = model.predict_columns(columns)  # starts this process's piece threads
+    config = json.loads(model.trainer.booster.save_config())
+    assert config["learner"]["generic_param"]["nthread"] == str(machine_threads())
+    # Airflow forks task processes: a child must not wait on the parent's threads, which it does not have.
+    results = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: results.put(model.predict_columns(columns)[0].tolist()))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on the parent's prediction threads")
+    assert results.get(timeout=5) == expected.tolist()

@@ -76,17 +76,9 @@ def _check_schema(schema: pa.Schema, model: LoadedModel, ids: list[str], uri: st
 
 def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
     """(predictions, probabilities or None). All-numeric features skip pandas entirely."""
-    import numpy as np
-
     spec = model.spec
-    if not spec.categorical and model.flavor == "xgboost":
-        # XGBoost reads the columns in place: no row-major copy of the batch.
-        return model.predict_matrix(batch.select(spec.features).to_pandas(split_blocks=True))
     if not spec.categorical:
-        matrix = np.empty((batch.num_rows, len(spec.features)), dtype=np.float32)
-        for position, column in enumerate(spec.features):
-            matrix[:, position] = batch.column(column).to_numpy(zero_copy_only=False)
-        return model.predict_matrix(matrix)
+        return model.predict_columns([batch.column(c).to_numpy(zero_copy_only=False) for c in spec.features])
     frame = batch.to_pandas()
     if model.task == "regression":
         return model.predict(frame), None

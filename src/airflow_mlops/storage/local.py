@@ -113,12 +113,19 @@ class LocalArtifactStore(ArtifactStore):
 
     @contextmanager
     def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
+        """The file memory-mapped: Arrow decodes pages in place instead of first copying them into
+        fresh buffers (measured: 5-7% of batch-inference wall time).
+
+        Our writes replace files by rename, so the map keeps reading the version checked here. A file
+        truncated in place while mapped kills the reader with SIGBUS; its retry then fails the version check.
+        """
+        import pyarrow as pa
+
         target = self._existing(path)
-        with open(target, "rb") as handle:
-            # Our writes replace files by rename, so the open handle keeps reading the version checked here.
-            if expected_version is not None and _version(os.fstat(handle.fileno())) != expected_version:
+        with pa.memory_map(str(target), "r") as mapped:
+            if expected_version is not None and _version(os.fstat(mapped.fileno())) != expected_version:
                 raise StorageError(f"{target} was rewritten after version {expected_version} was recorded")
-            yield handle
+            yield mapped
 
     def version(self, path: str) -> str:
         return _version(self._existing(path).stat())

@@ -25,6 +25,8 @@ from airflow_mlops.training.features import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import pandas as pd
 
@@ -151,27 +153,33 @@ class LoadedModel:
         require_classifier(self.task)
         return self.trainer.predict_proba(self.spec.frame(data))
 
-    def predict_matrix(self, matrix: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-        """(predictions, probabilities or None) for all-numeric features in feature order
-        (a float matrix, or a DataFrame of exactly the feature columns).
+    def predict_columns(self, columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities or None) for all-numeric feature columns in feature order.
 
-        The batch-inference fast path: flavors with a native matrix API skip the feature frame.
+        The batch-inference fast path: flavors with a native column API skip the feature frame.
         """
+        import numpy as np
         import pandas as pd
 
-        native = getattr(self.trainer, "predict_proba_matrix", None)
+        if len(columns[0]) == 0:  # scikit-learn refuses an empty matrix
+            if self.task == "regression":
+                return np.empty(0, dtype=np.float32), None
+            return self.labels.decode(np.empty(0, dtype=np.int64)), np.empty((0, len(self.classes or [])), dtype=np.float32)
+        native = getattr(self.trainer, "predict_proba_columns", None)
         if native is None:
-            frame = matrix if isinstance(matrix, pd.DataFrame) else pd.DataFrame(matrix, columns=self.spec.features)
+            frame = pd.DataFrame(dict(zip(self.spec.features, columns, strict=True)), copy=False)
             if self.task == "regression":
                 return self.trainer.predict(frame), None
             proba = self.trainer.predict_proba(frame)
         elif self.task == "regression":
-            return native(matrix), None
+            return native(columns), None
         else:
-            proba = native(matrix)
-        # Two classes: a comparison is argmax (ties go to the first class, as argmax does), without the scan.
-        codes = (proba[:, 1] > proba[:, 0]).astype("int64") if proba.shape[1] == 2 else proba.argmax(axis=1)
-        return self.labels.decode(codes), proba
+            proba = native(columns)
+        if proba.shape[1] == 2:
+            # A comparison is argmax (ties go to the first class, as argmax does) without the scan or the lookup.
+            first, second = self.labels.decode(np.arange(2))
+            return np.where(proba[:, 1] > proba[:, 0], second, first), proba
+        return self.labels.decode(proba.argmax(axis=1)), proba
 
 
 def _library_versions(trainer: Trainer) -> dict[str, str]:

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import TrainingError
 from airflow_mlops.training.base import FitContext, machine_threads
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import pandas as pd
 
 ALIASES = {"learning_rate": "eta", "n_estimators": None, "early_stopping_rounds": None, "random_state": "seed"}
+PIECE_ROWS = 32_768
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _piece_pool() -> ThreadPoolExecutor:
+    """One prediction thread per core, per process (a forked child starts its own)."""
+    global _POOL
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(machine_threads(), thread_name_prefix="xgboost-piece"))
+        return _POOL[1]
 
 
 class XGBoostTrainer:
@@ -64,8 +83,7 @@ class XGBoostTrainer:
         return {"num_boost_round": rounds, "best_iteration": self.best_iteration, "nthread": machine_threads()}
 
     def _raw(self, data: pd.DataFrame) -> np.ndarray:
-        limit = (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
-        return self.booster.predict(self._matrix(data), iteration_range=limit)
+        return self.booster.predict(self._matrix(data), iteration_range=self._iteration_range())
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         return self._raw(data)
@@ -76,19 +94,50 @@ class XGBoostTrainer:
         raw = self._raw(data)
         return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
 
-    def predict_proba_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Probabilities (or values, for regression) straight from a float32 matrix: no DMatrix, no pandas."""
+    def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities (or values, for regression) of numeric feature columns in feature order.
+
+        Predicted in pieces of `PIECE_ROWS` rows on one thread per core, each piece by a single-threaded
+        copy of the booster. XGBoost's own threads split a call evenly, so whenever another thread of the
+        process takes a core (batch inference reads and writes beside the prediction), the other XGBoost
+        thread waits at the barrier; pieces from a shared pool keep every core busy. A piece's row-major
+        copy fits in cache.
+        """
         import numpy as np
 
-        limit = (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
-        raw = self.booster.inplace_predict(matrix, iteration_range=limit)
-        if raw.ndim == 1 and self._objective() == "binary:logistic":
-            # Column-major, so each class's column is contiguous and goes to Arrow without a copy.
-            proba = np.empty((len(raw), 2), dtype=raw.dtype, order="F")
-            proba[:, 1] = raw
-            np.subtract(1.0, raw, out=proba[:, 0])
-            return proba
-        return raw
+        booster = self._single_threaded_booster()
+        limit = self._iteration_range()
+        rows = len(columns[0])
+        # Binary: each piece fills its rows of both class columns, column-major so that each goes to
+        # Arrow without a copy.
+        proba = np.empty((rows, 2), dtype=np.float32, order="F") if self._objective() == "binary:logistic" else None
+
+        def piece(start: int) -> np.ndarray | None:
+            stop = min(start + PIECE_ROWS, rows)
+            matrix = np.empty((stop - start, len(columns)), dtype=np.float32)
+            for position, column in enumerate(columns):
+                matrix[:, position] = column[start:stop]
+            raw = booster.inplace_predict(matrix, iteration_range=limit)
+            if proba is None:
+                return raw
+            proba[start:stop, 1] = raw
+            np.subtract(1.0, raw, out=proba[start:stop, 0])
+            return None
+
+        pieces = list(_piece_pool().map(piece, range(0, rows, PIECE_ROWS) or [0]))
+        return proba if proba is not None else np.concatenate(pieces)
+
+    def _iteration_range(self) -> tuple[int, int]:
+        return (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
+
+    def _single_threaded_booster(self) -> Any:
+        """`nthread` belongs to a booster, and the DataFrame predict path keeps every core."""
+        source, copy = getattr(self, "_single_threaded", (None, None))
+        if source is not self.booster:
+            copy = self.booster.copy()
+            copy.set_param({"nthread": 1})
+            self._single_threaded = (self.booster, copy)
+        return copy
 
     def _objective(self) -> str:
         if getattr(self, "_objective_name", None) is None:

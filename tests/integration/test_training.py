@@ -222,12 +222,13 @@ def test_the_batch_inference_column_path_predicts_what_the_frame_path_does(flavo
     from airflow_mlops.training import xgboost_flavor
 
     monkeypatch.setattr(xgboost_flavor, "PIECE_ROWS", 16)  # many pieces per call, the last one short
-    train, validation, test = split(task)
+    first, second = [c for c in split(task)[0].columns if c != TASKS[task][1]][:2]
+    # An integer feature: both paths must convert it the same way.
+    train, validation, test = (f.assign(**{first: (f[first] * 1000).round().astype("int64")}) for f in split(task))
     trained = train_model(config_for(flavor, task), train, validation, store, output_prefix="m")
     model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
     if flavor == "xgboost":
-        test = test.copy()
-        test.loc[test.index[::7], model.feature_names[0]] = np.nan  # missing values take XGBoost's default branch
+        test.loc[test.index[::7], second] = np.nan  # missing values take XGBoost's default branch
     predictions, proba = model.predict_columns([test[c].to_numpy() for c in model.feature_names])
     if task == "regression":
         assert proba is None

@@ -75,7 +75,7 @@ def _check_schema(schema: pa.Schema, model: LoadedModel, ids: list[str], uri: st
 
 
 def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
-    """(predictions, probabilities or None). All-numeric features skip pandas entirely."""
+    """(predictions, probabilities or None). All-numeric features go to the model as columns."""
     spec = model.spec
     if not spec.categorical:
         return model.predict_columns([batch.column(c).to_numpy(zero_copy_only=False) for c in spec.features])

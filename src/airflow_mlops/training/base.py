@@ -167,7 +167,7 @@ class LoadedModel:
             return self.labels.decode(np.empty(0, dtype=np.int64)), np.empty((0, len(self.classes or [])), dtype=np.float32)
         native = getattr(self.trainer, "predict_proba_columns", None)
         if native is None:
-            frame = pd.DataFrame(dict(zip(self.spec.features, columns, strict=True)), copy=False)
+            frame = self.spec.frame(pd.DataFrame(dict(zip(self.spec.features, columns, strict=True)), copy=False))
             if self.task == "regression":
                 return self.trainer.predict(frame), None
             proba = self.trainer.predict_proba(frame)

@@ -23,6 +23,16 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _piece_bounds(rows: int, threads: int) -> list[tuple[int, int]]:
+    """Guided: pieces shrink towards the end of a call, so that its threads finish together."""
+    bounds, start = [], 0
+    while start < rows:
+        size = min(PIECE_ROWS, max(MIN_PIECE_ROWS, -(-(rows - start) // (2 * threads))))
+        bounds.append((start, min(rows, start + size)))
+        start += size
+    return bounds or [(0, 0)]
+
+
 def _piece_pool() -> ThreadPoolExecutor:
     """One prediction thread per core, per process (a forked child starts its own)."""
     global _POOL
@@ -98,7 +108,7 @@ class XGBoostTrainer:
     def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities (or values, for regression) of numeric feature columns in feature order.
 
-        Predicted in pieces of up to `PIECE_ROWS` rows on one thread per core, each piece by a single-threaded
+        Predicted in pieces of at most `PIECE_ROWS` rows on one thread per core, each piece by a single-threaded
         copy of the booster. XGBoost's own threads split a call evenly, so whenever another thread of the
         process takes a core (batch inference reads and writes beside the prediction), the other XGBoost
         thread waits at the barrier; pieces from a shared pool keep every core busy. A piece's row-major
@@ -109,14 +119,12 @@ class XGBoostTrainer:
         booster = self._single_threaded_booster()
         limit = self._iteration_range()
         rows = len(columns[0])
-        # Four pieces per thread at least, so that a many-core machine keeps every core busy too.
-        piece_rows = min(PIECE_ROWS, max(MIN_PIECE_ROWS, -(-rows // (4 * machine_threads()))))
         # Binary: each piece fills its rows of both class columns, column-major so that each goes to
         # Arrow without a copy.
         proba = np.empty((rows, 2), dtype=np.float32, order="F") if self._objective() == "binary:logistic" else None
 
-        def piece(start: int) -> np.ndarray | None:
-            stop = min(start + piece_rows, rows)
+        def piece(bounds: tuple[int, int]) -> np.ndarray | None:
+            start, stop = bounds
             matrix = np.empty((stop - start, len(columns)), dtype=np.float32)
             for position, column in enumerate(columns):
                 matrix[:, position] = column[start:stop]
@@ -127,7 +135,7 @@ class XGBoostTrainer:
             np.subtract(1.0, raw, out=proba[start:stop, 0])
             return None
 
-        pieces = list(_piece_pool().map(piece, range(0, rows, piece_rows) or [0]))
+        pieces = list(_piece_pool().map(piece, _piece_bounds(rows, machine_threads())))
         return proba if proba is not None else np.concatenate(pieces)
 
     def _iteration_range(self) -> tuple[int, int]:

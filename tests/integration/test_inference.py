@@ -154,6 +154,21 @@ def test_a_bad_chunk_fails_with_a_named_error_and_nothing_is_committed(store, ch
         score_chunk(plan, 0, store)
 
 
+def test_csv_parts_are_scored_and_checked_like_parquet(store, champion):
+    inputs = frame(900, seed=3).drop(columns=["label"])
+    store.write_bytes("csv-in/part-0.csv", inputs.to_csv(index=False).encode())
+    plan = plan_batch(config(input="csv-in/"), champion, store, run_id="r-csv")
+    run_all(plan, store)
+    output = read_output(plan.output_prefix, store).merge(inputs, on="customer")
+    assert len(output) == 900
+    model = load_model(plan.artifact_uri, store, expected_sha256=plan.artifact_sha256)
+    np.testing.assert_allclose(output["proba_1"], model.predict_proba(output)[:, 1], rtol=1e-5)
+    store.write_bytes("csv-bad/part-0.csv", inputs.drop(columns=["f3"]).to_csv(index=False).encode())
+    plan = plan_batch(config(input="csv-bad/"), champion, store, run_id="r-csv-bad")
+    with pytest.raises(DataError, match=r"chunk 0 \(.*part-0.csv\): missing feature column 'f3'"):
+        score_chunk(plan, 0, store)
+
+
 def test_a_killed_and_retried_chunk_leaves_exactly_one_copy(store, champion, monkeypatch):
     inputs = write_input(store)
     plan = plan_batch(config(), champion, store, run_id="r-retry")
@@ -229,15 +244,25 @@ def test_on_s3_planning_reads_footers_and_a_chunk_reads_its_own_row_groups(s3_cl
         fetched.append(int(end) - int(start) + 1)
         return original(**kwargs)
 
+    heads: list[str] = []
+    original_head = s3_client.head_object
+
+    def counting_head(**kwargs):
+        heads.append(kwargs["Key"])
+        return original_head(**kwargs)
+
     monkeypatch.setattr(s3_client, "get_object", counting_get)
+    monkeypatch.setattr(s3_client, "head_object", counting_head)
     plan = plan_batch(config(chunk_rows=40_000), registry, store, run_id="r-ranges")
     assert len(plan.chunks) == 10
     assert sum(fetched) < size / 10, "planning must read the footer, not the file"
     score_chunk(plan, 0, store)  # loads the model, so only chunk 4's reads are counted below
     fetched.clear()
+    heads.clear()
     result = score_chunk(plan, 4, store)
     assert result.rows == 40_000
     assert sum(fetched) < size / 4, f"one chunk of ten read {sum(fetched):,} of {size:,} bytes"
+    assert heads.count("root/incoming/big.parquet") == 1, "the chunk opens its input once (schema check and batches)"
     output = pq.read_table(pa.BufferReader(store.read_bytes(result.uri))).to_pandas()
     assert output["customer"].tolist() == list(range(160_000, 200_000))
 

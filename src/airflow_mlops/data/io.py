@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,12 +83,15 @@ def _check_columns(uri: str, available: list[str], columns: list[str] | None) ->
         )
 
 
-def _csv_batches(source: Any, uri: str, columns: list[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _csv_batches(source: Any, uri: str, columns: list[str] | None, batch_rows: int,
+                 on_schema: Callable[[pa.Schema], None] | None = None) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     try:
         reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        if on_schema is not None:
+            on_schema(reader.schema)
         _check_columns(uri, reader.schema.names, columns)
         for batch in reader:
             batch = batch.select(columns) if columns is not None else batch
@@ -102,13 +105,15 @@ def _csv_batches(source: Any, uri: str, columns: list[str] | None, batch_rows: i
 
 def _file_batches(
     uri: str, store: ArtifactStore, columns: list[str] | None, batch_rows: int, row_groups: list[int] | None = None,
-    version: str | None = None,
+    version: str | None = None, on_schema: Callable[[pa.Schema], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     with store.open_read(uri, expected_version=version) as source:
         if data_format(uri) == "csv":
-            yield from _csv_batches(source, uri, columns, batch_rows)
+            yield from _csv_batches(source, uri, columns, batch_rows, on_schema)
             return
         parquet = _parquet_file(source, uri)
+        if on_schema is not None:
+            on_schema(parquet.schema_arrow)
         _check_columns(uri, parquet.schema_arrow.names, columns)
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups)
 
@@ -138,11 +143,13 @@ def iter_row_group_batches(
     columns: list[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     version: str | None = None,
+    on_schema: Callable[[pa.Schema], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the given row groups of one file (None: all of it, as for csv); with
-    `version`, a file rewritten since that version raises `StorageError`."""
+    `version`, a file rewritten since that version raises `StorageError`. `on_schema`
+    sees the file's schema before any batch is read (the file is opened once)."""
     groups = None if data_format(uri) == "csv" else row_groups
-    yield from _file_batches(uri, store, columns, batch_rows, row_groups=groups, version=version)
+    yield from _file_batches(uri, store, columns, batch_rows, row_groups=groups, version=version, on_schema=on_schema)
 
 
 def read_arrow(uri: str, store: ArtifactStore, columns: list[str] | None = None) -> pa.Table:

@@ -103,32 +103,17 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     return pa.table(columns)
 
 
-def _part_batches(part: Any, store: ArtifactStore, columns: list[str] | None, batch_rows: int) -> Any:
-    from airflow_mlops.data import iter_row_group_batches
-
-    return iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows,
-                                  version=part.version)
-
-
-def _schema(part: Any, store: ArtifactStore) -> pa.Schema:
-    from airflow_mlops.data import data_format
-
-    if data_format(part.uri) == "parquet":
-        import pyarrow.parquet as pq
-
-        with store.open_read(part.uri, expected_version=part.version) as source:
-            return pq.ParquetFile(source).schema_arrow
-    first = next(_part_batches(part, store, None, 1), None)
-    if first is None:
-        raise DataError(f"{part.uri}: the csv file has no rows")
-    return first.schema
-
-
 def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: BatchPlan, columns: list[str],
                 batch_rows: int, index: int, put: Callable[[Any], None]) -> None:
+    from airflow_mlops.data import iter_row_group_batches
+
     for part in chunk.parts:
-        _check_schema(_schema(part, store), model, plan.id_columns, part.uri, index)
-        for batch in _part_batches(part, store, columns, batch_rows):
+        def check(schema: pa.Schema, uri: str = part.uri) -> None:
+            _check_schema(schema, model, plan.id_columns, uri, index)
+
+        # One open per part: the schema is checked against the model before any batch is read.
+        for batch in iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows,
+                                            version=part.version, on_schema=check):
             put((part.uri, batch))
 
 

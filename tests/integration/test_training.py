@@ -244,7 +244,7 @@ def test_xgboost_pieces_leave_the_frame_path_all_cores_and_work_after_a_fork(sto
     import json
     import multiprocessing
 
-    from airflow_mlops.training.base import machine_threads
+    from airflow_mlops.training.threads import machine_threads
 
     train, validation, test = split("binary_classification")
     trained = train_model(config_for("xgboost", "binary_classification"), train, validation, store, output_prefix="m")

@@ -10,7 +10,6 @@ holds the model file's: loading checks both before anything is deserialized.
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -270,7 +269,3 @@ def load_model(uri: str, store: ArtifactStore, *, expected_sha256: str) -> Loade
     data = store.read_bytes(f"{folder}/{metadata['model_file']}", expected_sha256=metadata["model_sha256"])
     trainer = trainer_class(metadata["flavor"]).load(data, metadata)
     return LoadedModel(trainer, metadata)
-
-
-def machine_threads() -> int:
-    return max(1, os.cpu_count() or 1)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from airflow_mlops.errors import TrainingError
-from airflow_mlops.training.base import FitContext, import_object, machine_threads
+from airflow_mlops.training.base import FitContext, import_object
+from airflow_mlops.training.threads import machine_threads
 
 if TYPE_CHECKING:
     import numpy as np

@@ -7,7 +7,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import TrainingError
-from airflow_mlops.training.base import FitContext, machine_threads
+from airflow_mlops.training.base import FitContext
+from airflow_mlops.training.threads import machine_threads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -177,6 +177,7 @@ def test_read_api_answers_with_the_registry_contents(ui):
     model = get_json(ui, f"/mlops/api/models/{MODEL}")
     assert [v["version"] for v in model["versions"]] == [3, 2, 1]
     assert model["aliases"] == {"champion": 2}
+    assert model["rollback_targets"] == {"champion": 1}
     assert [(e["from_version"], e["to_version"], e["reason"]) for e in model["history"]] == [
         (1, 2, "beats v1 on roc_auc"), (None, 1, "first model")]
     assert model["versions"][1]["lineage"]["dag run"] == "churn__retrain / manual__v2"
@@ -257,6 +258,11 @@ def test_promote_then_roll_back_through_the_api_records_who_and_why(ui):
     assert status == 400 and b"no earlier version" in body  # a first assignment has nothing to return to
     latest = ui.registry.history(MODEL, "challenger")[-1]
     assert (latest.actor, latest.reason, latest.to_version) == ("admin", "shadow v3", 3)
+    # The page offers no button that would be refused, and names the version each rollback restores.
+    assert get_json(ui, f"/mlops/api/models/{MODEL}")["rollback_targets"] == {"challenger": None, "champion": 1}
+    _, _, page = call(ui, "GET", f"/mlops/models/{MODEL}", token=admin)
+    assert b'data-alias="challenger" data-version' not in page and b"no earlier version to roll back to" in page
+    assert b"Roll back champion to v1" in page
 
 
 def test_browser_rollback_of_the_champion(ui):
@@ -293,8 +299,9 @@ def test_browser_rollback_of_the_champion(ui):
 
             rollback = page.locator("form.rollback[data-alias=champion]")
             rollback.locator("textarea[name=reason]").fill("v2 degrades on new customers")
-            page.once("dialog", lambda dialog: dialog.accept())
-            rollback.get_by_role("button", name="Roll back champion").click()
+            questions = []
+            page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+            rollback.get_by_role("button", name="Roll back champion to v1", exact=True).click()
 
             expect(page.locator("tr[data-alias=champion] .alias-version")).to_have_text("v1", timeout=30_000)
             newest = page.locator("#history li").first
@@ -310,6 +317,7 @@ def test_browser_rollback_of_the_champion(ui):
         finally:
             browser.close()
     assert ui.registry.aliases(MODEL)["champion"] == 1
+    assert questions == ["Roll back 'champion' from v2 to v1?"]
     event = ui.registry.history(MODEL, "champion")[-1]
     assert (event.kind, event.actor, event.reason) == ("rollback", "admin", "v2 degrades on new customers")
 

@@ -596,16 +596,7 @@ class ModelRegistry:
         events = self.history(name, alias)
         if not events or events[-1].to_version is None:
             raise RegistryError(f"{name} '{alias}' is not set; there is nothing to roll back")
-        undone = 0
-        target: int | None = None
-        for event_record in reversed(events):
-            if event_record.kind == "rollback":
-                undone += 1
-            elif undone:
-                undone -= 1
-            else:
-                target = event_record.from_version
-                break
+        target = _rollback_target(events)
         if target is None:
             raise RegistryError(f"{name} '{alias}' has no earlier version in its history to roll back to")
         self.set_alias(
@@ -613,6 +604,11 @@ class ModelRegistry:
             dag_id=dag_id, run_id=run_id, kind="rollback",
         )
         return self.get_version(name, target)
+
+    def rollback_target(self, name: str, alias: str) -> int | None:
+        """The version `rollback` would move `alias` to; None when it is not set or has no earlier version."""
+        events = self.history(name, alias)
+        return _rollback_target(events) if events and events[-1].to_version is not None else None
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Alias events, oldest first (all aliases when `alias` is None)."""
@@ -695,6 +691,20 @@ def _v(version: int | None) -> str:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rollback_target(events: list[AliasEvent]) -> int | None:
+    """Walking back from the newest event, each rollback cancels the change before it; the first
+    change not cancelled is undone, back to the version it replaced."""
+    undone = 0
+    for event_record in reversed(events):
+        if event_record.kind == "rollback":
+            undone += 1
+        elif undone:
+            undone -= 1
+        else:
+            return event_record.from_version
+    return None
 
 
 def _event(name: str, row: AliasEventRow) -> AliasEvent:

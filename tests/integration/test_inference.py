@@ -105,6 +105,43 @@ def test_chunks_never_exceed_airflows_mapping_limit():
     assert covered == [(u, g) for u, _, g, _ in pieces], "every row group exactly once, in order"
 
 
+class _SlowFirstStore(LocalArtifactStore):
+    """Answers `version` slowest for the first parts, and counts how many calls overlap."""
+
+    def __init__(self, root, parts: int) -> None:
+        import threading
+
+        super().__init__(root)
+        self.parts, self.lock, self.active, self.most = parts, threading.Lock(), 0, 0
+
+    def version(self, path: str) -> str:
+        import time
+
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        index = int(path.rsplit("part-", 1)[1].split(".")[0])
+        time.sleep(0.01 * (self.parts - index))
+        with self.lock:
+            self.active -= 1
+        return super().version(path)
+
+
+def test_planning_reads_parts_concurrently_and_keeps_their_order(tmp_path):
+    store = _SlowFirstStore(tmp_path / "root", parts=12)
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    trained = train_model(config(), frame(600), None, store, output_prefix="models/v1")
+    version = registry.register_version("churn", artifact_uri=trained.model_uri, artifact_sha256=trained.artifact.sha256,
+                                        flavor="xgboost", task="binary_classification")
+    registry.set_alias("churn", "champion", version.version, reason="test")
+    for index in range(12):  # part-10 and part-11 sort between part-1 and part-2
+        store.write_bytes(f"incoming/part-{index}.parquet", _parquet(frame(100, seed=index + 1).drop(columns=["label"])))
+    plan = plan_batch(config(chunk_rows=100), registry, store, run_id="r-order")
+    assert store.most > 1, "footers are read on several threads"
+    assert [p.uri for c in plan.chunks for p in c.parts] == store.list("incoming/")
+    assert [c.rows for c in plan.chunks] == [100] * 12
+
+
 def test_an_input_file_rewritten_after_planning_is_refused_not_mixed(store, champion):
     write_input(store, parts=2)
     plan = plan_batch(config(), champion, store, run_id="r-changed")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from airflow_mlops.storage import ArtifactStore
 
 MAX_CHUNKS = 1024  # Airflow's [core] max_map_length
+PLAN_THREADS = 8  # footer reads at once; below botocore's default pool of 10 connections
 
 
 class _Record(BaseModel):
@@ -71,18 +72,27 @@ Piece = tuple[str, str | None, int | None, int]  # file, its version, row group 
 
 
 def _pieces(uri: str, store: ArtifactStore) -> list[Piece]:
-    """Every row group of every part, in order, read from one version of each file."""
-    from airflow_mlops.data import data_format, list_parts, parquet_row_groups
+    """Every row group of every part, in order, read from one version of each file.
 
-    pieces: list[Piece] = []
-    for part in list_parts(uri, store):
-        version = store.version(part)
-        groups = parquet_row_groups(part, store, version=version)
-        if data_format(part) == "parquet":
-            pieces += [(part, version, group, rows) for group, rows in enumerate(groups) if rows]
-        else:
-            pieces.append((part, version, None, groups[0]))
-    return pieces
+    The parts' footers are read on `PLAN_THREADS` threads: on S3 each part costs a few round trips,
+    which for a folder of thousands of parts would otherwise add up to minutes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_mlops.data import list_parts
+
+    parts = list_parts(uri, store)
+    with ThreadPoolExecutor(min(PLAN_THREADS, len(parts)), thread_name_prefix="plan") as pool:
+        return [piece for pieces in pool.map(lambda part: _file_pieces(part, store), parts) for piece in pieces]
+
+
+def _file_pieces(part: str, store: ArtifactStore) -> list[Piece]:
+    from airflow_mlops.data import data_format, parquet_row_groups
+
+    version = store.version(part)
+    groups = parquet_row_groups(part, store, version=version)
+    if data_format(part) == "parquet":
+        return [(part, version, group, rows) for group, rows in enumerate(groups) if rows]
+    return [(part, version, None, groups[0])]
 
 
 def cut_chunks(pieces: list[Piece], chunk_rows: int, max_chunks: int = MAX_CHUNKS) -> tuple[int, list[Chunk]]:

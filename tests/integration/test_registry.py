@@ -81,14 +81,14 @@ def test_alias_compare_and_set_and_history(registry):
 def test_rollback_undoes_changes_in_order(registry):
     for _ in range(3):
         register(registry)
-    assert registry.rollback_target("churn", "champion") is None  # never set
+    assert "champion" not in registry.rollback_targets("churn")  # never set
     for version in (1, 2, 3):
         registry.set_alias("churn", "champion", version, actor="ci", reason=f"v{version}")
-        assert registry.rollback_target("churn", "champion") == (version - 1 or None)
+        assert registry.rollback_targets("churn")["champion"] == (version - 1 or None)
     assert registry.rollback("churn", "champion", reason="v3 is broken", actor="oncall").version == 2
-    assert registry.rollback_target("churn", "champion") == 1
+    assert registry.rollback_targets("churn")["champion"] == 1
     assert registry.rollback("churn", "champion", reason="v2 too").version == 1
-    assert registry.rollback_target("churn", "champion") is None
+    assert registry.rollback_targets("churn")["champion"] is None
     with pytest.raises(RegistryError, match="no earlier version"):
         registry.rollback("churn", "champion", reason="again")
     last = registry.history("churn", "champion")[-1]

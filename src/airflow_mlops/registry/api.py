@@ -605,10 +605,12 @@ class ModelRegistry:
         )
         return self.get_version(name, target)
 
-    def rollback_target(self, name: str, alias: str) -> int | None:
-        """The version `rollback` would move `alias` to; None when it is not set or has no earlier version."""
-        events = self.history(name, alias)
-        return _rollback_target(events) if events and events[-1].to_version is not None else None
+    def rollback_targets(self, name: str) -> dict[str, int | None]:
+        """For each alias that is set, the version `rollback` would move it to (None: no earlier version)."""
+        by_alias: dict[str, list[AliasEvent]] = {}
+        for event_record in self.history(name):
+            by_alias.setdefault(event_record.alias, []).append(event_record)
+        return {alias: _rollback_target(events) for alias, events in by_alias.items() if events[-1].to_version is not None}
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Alias events, oldest first (all aliases when `alias` is None)."""

@@ -100,15 +100,14 @@ class RegistryViews:
         test_metrics = self._latest_test_metrics(name)
         evaluations = [e.to_dict() for e in self.registry.evaluations(name)]
         drift = [d.to_dict() for d in self.registry.drift_records(name)]
-        aliases = self.registry.aliases(name)
         metric_points = [
             (f"v{v.version}", self._primary_value(v, test_metrics, settings)) for v in versions
         ]
         return {
             "name": name,
             "settings": {**settings.__dict__, "higher_is_better": settings.higher_is_better},
-            "aliases": aliases,
-            "rollback_targets": {alias: self.registry.rollback_target(name, alias) for alias in aliases},
+            "aliases": self.registry.aliases(name),
+            "rollback_targets": self.registry.rollback_targets(name),
             "versions": [self._version_row(v, test_metrics, settings) for v in reversed(versions)],
             "history": [e.to_dict() for e in reversed(self.registry.history(name))],
             "evaluations": list(reversed(evaluations)),

@@ -27,6 +27,10 @@ class UnknownSchemeError(StorageError, ValueError):
     """A URI names a scheme no store handles (only paths, file:// and s3://)."""
 
 
+class UnsafePathError(StorageError, ValueError):
+    """A key built from a run id, name or config path would leave the prefix it belongs to."""
+
+
 class IntegrityError(MlopsError):
     """Content does not match the sha256 that was recorded for it."""
 
@@ -49,6 +53,10 @@ class ConflictError(RegistryError):
 
 class TrainingError(MlopsError):
     """A model could not be trained or loaded from what it was given."""
+
+
+class ModelLoadError(TrainingError):
+    """A model file could not be loaded: corrupt, of another flavor, or naming types that are not allowed."""
 
 
 class GateFailedError(MlopsError):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.refs import GateResult
-from airflow_mlops.storage.base import safe_key
+from airflow_mlops.storage.keys import safe_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,7 +48,7 @@ class RunInfo:
 
 def run_prefix(pipeline: str, run_id: str, task_id: str) -> str:
     """Deterministic per run and task, so a retry overwrites instead of duplicating."""
-    return f"pipelines/{pipeline}/runs/{safe_key(run_id)}/{task_id}"
+    return f"pipelines/{safe_key(pipeline, 'pipeline')}/runs/{safe_key(run_id)}/{safe_key(task_id, 'task id')}"
 
 
 class MlopsBaseOperator(BaseOperator):

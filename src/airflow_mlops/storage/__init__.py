@@ -7,10 +7,10 @@ from typing import Any
 from airflow_mlops.storage.base import (
     ArtifactStore,
     artifact_root,
-    safe_key,
     sha256_bytes,
     sha256_file,
 )
+from airflow_mlops.storage.keys import climbs_out, ensure_within, is_within, safe_key
 from airflow_mlops.storage.local import LocalArtifactStore
 from airflow_mlops.storage.s3 import S3ArtifactStore
 
@@ -28,6 +28,9 @@ __all__ = [
     "LocalArtifactStore",
     "S3ArtifactStore",
     "artifact_root",
+    "climbs_out",
+    "ensure_within",
+    "is_within",
     "open_store",
     "safe_key",
     "sha256_bytes",

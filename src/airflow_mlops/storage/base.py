@@ -30,13 +30,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def safe_key(text: str) -> str:
-    """A run id made safe as one key segment: `manual__2026-01-01T00:00:00+00:00` keeps its meaning."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
-
-
 def artifact_root() -> str:
     """`AIRFLOW_MLOPS_HOME`, else `$AIRFLOW_HOME/mlops`, else `~/.airflow_mlops` (absolute, or s3://)."""
     root = os.environ.get("AIRFLOW_MLOPS_HOME")

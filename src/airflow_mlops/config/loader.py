@@ -7,10 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.config.schema import SHORT_EXPECTATIONS, PipelineConfig
+from airflow_mlops.config.schema import SHORT_EXPECTATIONS, PipelineConfig, shown
 from airflow_mlops.errors import ConfigError
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
+# Limits that keep a hostile or broken file from crashing or stalling whatever parses it
+# (the DAG processor parses every pipeline file on every scan). Real pipeline files are a
+# few kilobytes, under ten levels deep and a few hundred values.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 50
+MAX_VALUES = 100_000  # after aliases are expanded: each use of an alias counts its whole value again
+MAX_PROBLEMS_SHOWN = 20
+_MAX_LINE = 500
 
 
 def _yaml_loader() -> type:
@@ -27,7 +35,9 @@ def _yaml_loader() -> type:
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class PipelineLoader(base):
-        pass
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            _refuse_duplicate_keys(self, node)
+            return super().construct_mapping(node, deep=deep)
 
     PipelineLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
@@ -39,6 +49,73 @@ def _yaml_loader() -> type:
         list("tTfF"),
     )
     return PipelineLoader
+
+
+def _refuse_duplicate_keys(loader: Any, node: Any) -> None:
+    """PyYAML keeps the last of two equal keys; a pipeline file with two `pipeline:` keys is a mistake."""
+    import yaml
+
+    first_lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        # `<<` merges may repeat keys on purpose: the mapping's own keys override merged ones.
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in first_lines:
+            raise yaml.constructor.ConstructorError(
+                problem=f"duplicate key {shown(key)}: first on line {first_lines[key]}, again on line {line}; "
+                "a key may appear only once in a mapping",
+                problem_mark=key_node.start_mark,
+            )
+        first_lines[key] = line
+
+
+def _line(event: Any) -> int:
+    return event.start_mark.line + 1
+
+
+def _check_structure(text: str, source: str) -> None:
+    """Refuse, from the event stream alone, files nested or aliased beyond the limits.
+
+    libyaml's composer recurses once per nesting level with no limit, so 100,000 `[`
+    overflow the C stack and kill the process; the event parser keeps its own stack and
+    is safe. Aliases are composed by reference but validated and printed expanded, so a
+    small file can stand for billions of values: count each use of an anchor at its full size.
+    """
+    import yaml
+
+    open_sizes: list[int] = []  # values counted so far in each collection still open
+    open_anchors: list[str | None] = []
+    anchored_sizes: dict[str, int] = {}
+    for event in yaml.parse(text, Loader=_cached_loader()):  # noqa: S506 - events only, nothing is constructed
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_sizes) >= MAX_DEPTH:
+                raise ConfigError(f"{source}: line {_line(event)}: nested more than {MAX_DEPTH} levels deep")
+            open_sizes.append(1)
+            open_anchors.append(event.anchor)
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            size = open_sizes.pop()
+            anchor = open_anchors.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            size, anchor = 1, event.anchor
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise ConfigError(f"{source}: line {_line(event)}: the alias {shown(event.anchor)} is used inside the value it names")
+            # An undefined alias is the composer's error to report, with its position.
+            size, anchor = anchored_sizes.get(event.anchor, 0), None
+        else:
+            continue
+        if anchor is not None:
+            anchored_sizes[anchor] = size
+        if open_sizes:
+            open_sizes[-1] += size
+            if open_sizes[-1] > MAX_VALUES:
+                raise ConfigError(
+                    f"{source}: line {_line(event)}: more than {MAX_VALUES} values once aliases are expanded; "
+                    "a pipeline file needs far fewer (is an alias used inside a list that is aliased again?)"
+                )
 
 
 _LOADER: type | None = None
@@ -63,14 +140,10 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         elif isinstance(previous, int) and item in _UNION_TAGS:
             pass  # pydantic's name for the union member, not a field the user wrote
         else:
-            parts.append(("." if parts else "") + str(item))
+            name = item if isinstance(item, str) and len(item) <= 80 else shown(item)
+            parts.append(("." if parts else "") + name)
         previous = item
     return "".join(parts)
-
-
-def _shorten(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -79,24 +152,31 @@ def _describe(error: dict[str, Any]) -> str:
     got = error.get("input")
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"expected one of {expected}, got {_shorten(got)}"
+        return f"expected one of {expected}, got {shown(got)}"
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return f"unknown field (got {_shorten(got)}); check the spelling against docs/pipeline-file.md"
+        return f"unknown field (got {shown(got)}); check the spelling against docs/pipeline-file.md"
     if kind == "unknown_expectation":
-        return f"{error['msg']}, got {_shorten(got)}"
+        return f"{error['msg']}, got {shown(got)}"
     message = error["msg"].removeprefix("Value error, ")
     if kind in {"value_error", "assertion_error"}:
         return message
-    return f"{message[0].lower()}{message[1:]}, got {_shorten(got)}"
+    return f"{message[0].lower()}{message[1:]}, got {shown(got)}"
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
 
 
 def _format_validation_error(source: str, exc: Exception) -> ConfigError:
+    errors = exc.errors()  # type: ignore[attr-defined]
     lines = []
-    for error in exc.errors():  # type: ignore[attr-defined]
+    for error in errors[:MAX_PROBLEMS_SHOWN]:
         path = _field_path(error["loc"])
-        lines.append(f"{source}: {path + ': ' if path else ''}{_describe(error)}")
+        lines.append(_cut(f"{source}: {path + ': ' if path else ''}{_describe(error)}"))
+    if len(errors) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"{source}: ... and {len(errors) - MAX_PROBLEMS_SHOWN} more problems")
     return ConfigError("\n".join(lines))
 
 
@@ -120,20 +200,25 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     path = Path(path)
     source = path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: pipeline file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the pipeline file: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the pipeline file: {_cut(str(exc))}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_FILE_BYTES // 1024} KiB; a pipeline file needs a few KiB")
     try:
+        _check_structure(text, source)
         data = yaml.load(text, Loader=_cached_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(_cut(f"{source}: not valid YAML{where}: {problem}")) from None
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(_cut(f"{source}: not valid YAML: {exc}")) from None
     return parse_pipeline_config(data, source)
 
 

@@ -8,7 +8,10 @@ here: alerting and storage name Airflow connections instead.
 
 from __future__ import annotations
 
+import datetime
 import re
+import reprlib
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +20,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     Tag,
     field_validator,
     model_validator,
@@ -52,6 +58,45 @@ SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@mo
 _CRON_FIELD = r"[\d*/,\-A-Za-z?LW#]+"
 _CRON = re.compile(rf"^{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,5}}$")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
+# AWS's rules for new buckets: 3-63 lowercase letters, digits, dots and hyphens, no "..", not an IP address.
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib that never renders a whole unknown object (a model, a huge int) to then cut it."""
+
+    _SMALL = (bool, float, type(None), datetime.date, datetime.time, datetime.timedelta)
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() of an int above 4300 digits raises, and below that can still be thousands of characters.
+        return repr(x) if x.bit_length() <= 128 else f"<int of {x.bit_length()} bits>"
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        return repr(x) if isinstance(x, self._SMALL) else f"<{type(x).__name__}>"
+
+
+_REPR = _BoundedRepr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` in at most `limit` characters, for error messages.
+
+    Works in time bounded by `limit`, not by the size of `value`: a pipeline file's
+    value can be a megabyte of text or an alias expanded thousands of times.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown_list(values: Iterable[Any], most: int = 5) -> str:
+    """At most `most` values, each `shown`, then how many more there were."""
+    values = list(values)
+    head = ", ".join(shown(v) for v in values[:most])
+    return head if len(values) <= most else f"{head} and {len(values) - most} more"
 
 
 class _Section(BaseModel):
@@ -59,11 +104,55 @@ class _Section(BaseModel):
 
 
 def _check_schedule(value: str | None) -> str | None:
-    if value is None or value in SCHEDULE_PRESETS or _CRON.match(value.strip()):
+    if value is None or value in SCHEDULE_PRESETS:
         return value
-    raise ValueError(
-        f"expected null, a preset ({', '.join(SCHEDULE_PRESETS)}) or a cron expression such as '0 3 * * *'"
-    )
+    expected = f"expected null, a preset ({', '.join(SCHEDULE_PRESETS)}) or a cron expression such as '0 3 * * *'"
+    if not _CRON.match(value.strip()):
+        raise ValueError(f"{expected}, got {shown(value)}")
+    # The parser Airflow's cron timetables validate with; imported here so a file without cron pays nothing.
+    from croniter import croniter
+
+    try:
+        croniter(value)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{expected}; {shown(value)} is not one: {str(exc)[:160]}") from None
+    return value
+
+
+def _check_location(value: str | None) -> str | None:
+    """A path or URI the artifact store can open; a relative path must stay inside the artifact root."""
+    if value is None:
+        return value
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        from airflow_mlops.storage.keys import climbs_out
+
+        if climbs_out(value):
+            raise ValueError(
+                f"the relative path {shown(value)} climbs out of the artifact root; "
+                "use a path inside it, an absolute path or a URI"
+            )
+        return value
+    if scheme == "s3":
+        bucket = rest.partition("/")[0]
+        if not bucket:
+            raise ValueError(f"{shown(value)} names no bucket; expected s3://bucket/key")
+        if not _S3_BUCKET.match(bucket) or ".." in bucket or _IP_ADDRESS.match(bucket):
+            raise ValueError(
+                f"{shown(bucket)} is not a valid S3 bucket name: expected 3 to 63 lowercase letters, digits, "
+                "dots and hyphens, starting and ending with a letter or digit"
+            )
+    elif scheme == "file":
+        if not rest.startswith("/"):
+            raise ValueError(f"{shown(value)}: a file:// URI needs an absolute path, such as file:///data/train.parquet")
+    else:
+        raise ValueError(f"{shown(value)}: the scheme {shown(scheme)} is not supported; expected a path, file:// or s3://")
+    return value
+
+
+Location = Annotated[str, AfterValidator(_check_location)]
+# numpy's and scikit-learn's seeds must fit 32 unsigned bits.
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 
 
 Schedule = Annotated[
@@ -77,10 +166,10 @@ Schedule = Annotated[
 
 
 class SplitConfig(_Section):
-    validation: float = Field(0.2, ge=0.0, lt=1.0, description="share of rows held out for early stopping / tuning")
-    test: float = Field(0.2, gt=0.0, lt=1.0, description="share of rows held out for evaluation and champion comparison")
-    stratify: bool = Field(True, description="keep class proportions in every split (classification only)")
-    seed: int = 42
+    validation: StrictFloat = Field(0.2, ge=0.0, lt=1.0, description="share of rows held out for early stopping / tuning")
+    test: StrictFloat = Field(0.2, gt=0.0, lt=1.0, description="share of rows held out for evaluation and champion comparison")
+    stratify: StrictBool = Field(True, description="keep class proportions in every split (classification only)")
+    seed: Seed = 42
 
     @model_validator(mode="after")
     def _leave_rows_to_train(self) -> SplitConfig:
@@ -92,7 +181,7 @@ class SplitConfig(_Section):
 
 
 class DataConfig(_Section):
-    train: str = Field(description="training data: a path (relative to the artifact root), file:// or s3:// URI; a file or a folder of parts")
+    train: Location = Field(description="training data: a path (relative to the artifact root), file:// or s3:// URI; a file or a folder of parts")
     target: str = Field(min_length=1, description="the label column")
     features: Literal["all"] | list[str] = Field(
         "all", description="feature columns, or 'all' = every column but the target and ids"
@@ -109,12 +198,12 @@ class DataConfig(_Section):
             if not self.features:
                 raise ValueError("features: expected 'all' or a non-empty list of columns")
             if self.target in self.features:
-                raise ValueError(f"features: the target column {self.target!r} cannot also be a feature")
+                raise ValueError(f"features: the target column {shown(self.target)} cannot also be a feature")
             overlap = sorted(set(self.ids) & set(self.features))
             if overlap:
-                raise ValueError(f"features: id columns cannot also be features: {', '.join(overlap)}")
+                raise ValueError(f"features: id columns cannot also be features: {shown_list(overlap)}")
         if self.target in self.ids:
-            raise ValueError(f"ids: the target column {self.target!r} cannot also be an id")
+            raise ValueError(f"ids: the target column {shown(self.target)} cannot also be an id")
         return self
 
 
@@ -122,13 +211,13 @@ class DataConfig(_Section):
 
 
 class _Expectation(_Section):
-    mostly: float | None = Field(None, gt=0.0, le=1.0, description="share of rows that must pass (default all)")
+    mostly: StrictFloat | None = Field(None, gt=0.0, le=1.0, description="share of rows that must pass (default all)")
 
 
 class RowCountBetween(_Section):
     expect: Literal["row_count_between"]
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    min: StrictInt | None = Field(None, ge=0)
+    max: StrictInt | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> RowCountBetween:
@@ -152,8 +241,8 @@ class NotNull(_Expectation):
 class Between(_Expectation):
     expect: Literal["between"]
     column: str
-    min: float | None = None
-    max: float | None = None
+    min: StrictFloat | None = None
+    max: StrictFloat | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Between:
@@ -248,8 +337,8 @@ Expectation = Annotated[
 class ValidationConfig(_Section):
     on_failure: Policy = "fail"
     expectations: list[Expectation] = Field(default_factory=list)
-    suite: str | None = Field(None, description="optional Great Expectations suite JSON file (path or URI)")
-    before_scoring: bool = Field(True, description="run the same suite on batch-inference input")
+    suite: Location | None = Field(None, description="optional Great Expectations suite JSON file (path or URI)")
+    before_scoring: StrictBool = Field(True, description="run the same suite on batch-inference input")
 
 
 # -------------------------------------------------------------------------- model
@@ -266,14 +355,14 @@ class ModelConfig(_Section):
         ),
     )
     params: dict[str, Any] = Field(default_factory=dict, description="passed to the estimator / trainer")
-    seed: int = 42
+    seed: Seed = 42
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch only: auto = cuda when available")
 
     @field_validator("estimator")
     @classmethod
     def _import_path(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
-            raise ValueError(f"expected an import path such as sklearn.ensemble.RandomForestClassifier, got {value!r}")
+            raise ValueError(f"expected an import path such as sklearn.ensemble.RandomForestClassifier, got {shown(value)}")
         return value
 
     @model_validator(mode="after")
@@ -287,8 +376,8 @@ class ModelConfig(_Section):
 
 
 class Threshold(_Section):
-    min: float | None = None
-    max: float | None = None
+    min: StrictFloat | None = None
+    max: StrictFloat | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> Threshold:
@@ -300,10 +389,10 @@ class Threshold(_Section):
 
 
 class ChampionComparison(_Section):
-    min_improvement: float = Field(
+    min_improvement: StrictFloat = Field(
         0.0, description="how much the primary metric must improve on the champion (in the metric's good direction)"
     )
-    relative: bool = Field(False, description="min_improvement is a fraction of the champion's value")
+    relative: StrictBool = Field(False, description="min_improvement is a fraction of the champion's value")
     on_missing: Literal["pass", "fail"] = Field(
         "pass", description="what the comparison does when there is no champion yet (first run)"
     )
@@ -311,13 +400,13 @@ class ChampionComparison(_Section):
 
 class SliceConfig(_Section):
     column: str
-    min_size: int = Field(30, ge=1, description="slices with fewer rows are reported but not gated")
+    min_size: StrictInt = Field(30, ge=1, description="slices with fewer rows are reported but not gated")
 
 
 class CustomMetric(_Section):
     path: str = Field(description="import path of f(y_true, y_pred_or_proba) -> float")
-    greater_is_better: bool = True
-    needs_proba: bool = False
+    greater_is_better: StrictBool = True
+    needs_proba: StrictBool = False
 
 
 class EvaluationConfig(_Section):
@@ -326,8 +415,8 @@ class EvaluationConfig(_Section):
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     champion: ChampionComparison = Field(default_factory=ChampionComparison)
     slices: list[SliceConfig] = Field(default_factory=list)
-    baseline: bool = Field(True, description="the candidate must beat a dummy model on the primary metric")
-    max_overfit_gap: float | None = Field(
+    baseline: StrictBool = Field(True, description="the candidate must beat a dummy model on the primary metric")
+    max_overfit_gap: StrictFloat | None = Field(
         None, ge=0.0, description="largest allowed train-minus-validation gap of the primary metric"
     )
     custom_metrics: dict[str, CustomMetric] = Field(default_factory=dict)
@@ -347,46 +436,46 @@ class EvaluationConfig(_Section):
 class PromotionConfig(_Section):
     alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
     approval: Literal["none", "required"] = "none"
-    approval_timeout_hours: float = Field(72.0, gt=0)
+    approval_timeout_hours: StrictFloat = Field(72.0, gt=0)
 
 
 class InferenceConfig(_Section):
-    input: str | None = Field(
+    input: Location | None = Field(
         None, description="data to score: a file or a folder of parquet/csv parts; when empty the DAG is not scheduled and asks for it when triggered"
     )
-    output: str | None = Field(None, description="prefix under which each run writes its parts and manifest")
+    output: Location | None = Field(None, description="prefix under which each run writes its parts and manifest")
     alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
-    chunk_rows: int = Field(100_000, ge=1)
+    chunk_rows: StrictInt = Field(100_000, ge=1)
     schedule: Schedule = None
 
 
 class ColumnDrift(_Section):
     method: str | None = Field(None, description="an Evidently stattest name such as ks, psi, wasserstein, chisquare")
-    threshold: float | None = Field(None, gt=0)
+    threshold: StrictFloat | None = Field(None, gt=0)
 
 
 class DriftConfig(_Section):
-    current: str | None = Field(
+    current: Location | None = Field(
         None, description="recent data to compare with the reference; when empty the DAG is not scheduled and asks for it when triggered"
     )
-    reference: str = Field("training", description="'training' = the champion's training data, or a dataset URI")
+    reference: Location = Field("training", description="'training' = the champion's training data, or a dataset URI")
     columns: Literal["features"] | list[str] = Field("features", description="columns to check")
-    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="the dataset drifts when this share of columns drift")
+    drift_share: StrictFloat = Field(0.5, gt=0.0, le=1.0, description="the dataset drifts when this share of columns drift")
     method: str | None = Field(None, description="stattest for every column (Evidently picks by type when empty)")
-    threshold: float | None = Field(None, gt=0)
+    threshold: StrictFloat | None = Field(None, gt=0)
     per_column: dict[str, ColumnDrift] = Field(default_factory=dict)
-    prediction: bool = Field(True, description="also check drift of the champion's predictions")
-    sample_rows: int | None = Field(
+    prediction: StrictBool = Field(True, description="also check drift of the champion's predictions")
+    sample_rows: StrictInt | None = Field(
         100_000, ge=100, description="above this many rows, compare a seeded random sample (null = never sample)"
     )
-    seed: int = 42
+    seed: Seed = 42
     on_drift: Literal["retrain", "alert", "fail"] = "alert"
     schedule: Schedule = None
 
 
 class RetrainingConfig(_Section):
     schedule: Schedule = "@weekly"
-    on_new_data: bool = Field(True, description="also run when the training data Asset is updated")
+    on_new_data: StrictBool = Field(True, description="also run when the training data Asset is updated")
 
 
 class AlertsConfig(_Section):
@@ -440,8 +529,8 @@ class PipelineConfig(_Section):
             unknown = [n for n in names if n not in allowed]
             if unknown:
                 raise ValueError(
-                    f"{where}: {', '.join(map(repr, unknown))} is not a metric for {task}; "
-                    f"expected one of {', '.join(sorted(allowed))}"
+                    f"{where}: {shown_list(unknown)} is not a metric for {task}; "
+                    f"expected one of {shown_list(sorted(allowed), most=20)}"
                 )
         for name in [evaluation.primary_metric, *evaluation.thresholds]:
             if name not in evaluation.metrics:

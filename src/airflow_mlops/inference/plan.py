@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import posixpath
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_mlops.errors import ConfigError
+from airflow_mlops.errors import ConfigError, UnsafePathError
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
 
 MAX_CHUNKS = 1024  # Airflow's [core] max_map_length
 PLAN_THREADS = 8  # footer reads at once; below botocore's default pool of 10 connections
+MANIFEST_NAME = "_manifest.json"
+PART_NAME = re.compile(r"part-\d{5,}\.parquet")  # what `BatchPlan.part_uri` names
 
 
 class _Record(BaseModel):
@@ -65,7 +69,41 @@ class BatchPlan(_Record):
 
     @property
     def manifest_uri(self) -> str:
-        return f"{self.output_prefix}/_manifest.json"
+        return f"{self.output_prefix}/{MANIFEST_NAME}"
+
+    def own_output_name(self, uri: str) -> str | None:
+        """The name of `uri` when it is a file this run's commit may replace or remove: a part or the
+        manifest directly in the output prefix (never in a sub-folder); otherwise None."""
+        folder = self.output_prefix.rstrip("/") + "/"
+        if not uri.startswith(folder):
+            return None
+        name = uri[len(folder) :]
+        return name if name == MANIFEST_NAME or PART_NAME.fullmatch(name) else None
+
+
+def check_output_prefix(plan: BatchPlan, store: ArtifactStore) -> None:
+    """Refuse a plan whose output could reach beyond the run's own folder.
+
+    The plan travels through XCom and the store, so scoring and commit check it again before writing
+    or deleting: the output prefix must end in the run's folder, and neither be nor hold the artifact
+    root or the input.
+    """
+    from airflow_mlops.storage import is_within, safe_key
+
+    prefix = plan.output_prefix.rstrip("/")
+    run_folder = safe_key(plan.run_id)
+    if posixpath.basename(prefix) != run_folder:
+        raise UnsafePathError(
+            f"output prefix {prefix} does not end in the run's folder {run_folder!r} (run id {plan.run_id!r}); "
+            "refusing to write or delete there"
+        )
+    if is_within(prefix, store.root, or_equal=True):
+        raise UnsafePathError(f"output prefix {prefix} is or holds the artifact root {store.root}; refusing to write or delete there")
+    if is_within(prefix, plan.input_uri, or_equal=True):
+        raise UnsafePathError(
+            f"the input {plan.input_uri} lies inside the output prefix {prefix}: the commit would replace its "
+            "part files; write the output to another folder (inference.output)"
+        )
 
 
 Piece = tuple[str, str | None, int | None, int]  # file, its version, row group (None: csv), rows
@@ -140,10 +178,12 @@ def plan_batch(
 
     from airflow_mlops.storage import safe_key
 
+    run_folder = safe_key(run_id)  # before anything is read: `..` must never name the output folder
     source = input_uri or config.inference.input
     if not source:
         raise ConfigError(f"{config.pipeline}: inference.input is not set and no input was given")
     name = config.pipeline
+    output = _output_folder(output_uri or config.inference.output or f"predictions/{name}", store)
     pinned = registry.get_version(name, version) if version is not None else registry.resolve(name, alias or config.inference.alias)
     pieces = _pieces(source, store)
     target, chunks = cut_chunks(pieces, chunk_rows or config.inference.chunk_rows, max_chunks)
@@ -152,8 +192,7 @@ def plan_batch(
     fingerprint = hashlib.sha256()
     for uri, version, group, rows in pieces:
         fingerprint.update(f"{uri}|{version}|{group}|{rows}\n".encode())
-    output = output_uri or config.inference.output or f"predictions/{name}"
-    return BatchPlan(
+    plan = BatchPlan(
         pipeline=name,
         model_name=name,
         model_version=pinned.version,
@@ -161,7 +200,7 @@ def plan_batch(
         artifact_sha256=pinned.artifact_sha256,
         run_id=run_id,
         input_uri=store.uri(source),
-        output_prefix=store.uri(f"{output.rstrip('/')}/{safe_key(run_id)}"),
+        output_prefix=store.uri(f"{output}/{run_folder}"),
         id_columns=list(config.data.ids),
         chunk_rows=target,
         total_rows=sum(c.rows for c in chunks),
@@ -169,3 +208,22 @@ def plan_batch(
         input_fingerprint=fingerprint.hexdigest(),
         planned_at=datetime.now(timezone.utc).isoformat(),
     )
+    check_output_prefix(plan, store)
+    return plan
+
+
+def _output_folder(output: str, store: ArtifactStore) -> str:
+    """The folder the run folders go in: a relative one may not climb out of the artifact root
+    or be the root itself (run folders would sit among the store's own); absolute paths and URIs
+    are the user's explicit choice."""
+    from airflow_mlops.storage import climbs_out, is_within
+    from airflow_mlops.storage.keys import is_uri_or_absolute
+
+    if climbs_out(output):
+        raise UnsafePathError(f"inference output {output!r} climbs out of the artifact root {store.root}; "
+                              "use a folder inside it, an absolute path or a URI")
+    folder = (output.rstrip("/") or "/") if is_uri_or_absolute(output) else posixpath.normpath(output)
+    if is_within(store.uri(folder), store.root, or_equal=True):
+        raise UnsafePathError(f"inference output {output!r} is or holds the artifact root {store.root}; "
+                              "name a folder inside it")
+    return folder

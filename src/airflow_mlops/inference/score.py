@@ -6,14 +6,12 @@ import contextlib
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import DataError
-from airflow_mlops.inference.plan import BatchPlan, _Record
+from airflow_mlops.inference.plan import BatchPlan, _Record, check_output_prefix
 from airflow_mlops.refs import ArtifactRef
 
 if TYPE_CHECKING:
@@ -239,41 +237,42 @@ def score_chunk(
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
     if not 0 <= index < len(plan.chunks):
         raise DataError(f"chunk {index} is not in the plan ({len(plan.chunks)} chunks)")
+    check_output_prefix(plan, store)
     chunk = plan.chunks[index]
     model = _model(plan, store)
     columns = list(dict.fromkeys([*model.feature_names, *plan.id_columns]))
     started = time.monotonic()
     last_report = started
     rows = 0
-    fd, temp = tempfile.mkstemp(suffix=".parquet", prefix=f"part-{index:05d}-")
-    os.close(fd)
-    # Reading and writing run beside the prediction (pyarrow and xgboost release the GIL);
-    # the queues hold two batches each, so memory stays bounded by the batch size.
-    reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
-    writer = _Writer(temp)
-    try:
-        for part_uri, batch in reader:
-            if validate is not None:
-                gate = validate(batch.to_pandas())
-                if not gate.passed:
-                    raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
-            predictions, proba = _predict(model, batch)
-            writer.put(_output_table(batch, plan, model, predictions, proba))
-            rows += batch.num_rows
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_SECONDS:
-                log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
-                last_report = now
-        writer.close()
-        if rows == 0:
-            raise DataError(f"chunk {index}: no rows were read")
-        if rows != chunk.rows:
-            raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
-        ref = store.write_file(plan.part_uri(index), temp, move=True)
-    finally:
-        reader.stop()
-        writer.abort()
-        Path(temp).unlink(missing_ok=True)
+    part = plan.part_uri(index)
+    # This chunk's task is the part's only writer, so whatever an earlier, killed try left is stale.
+    with store.staging_file(part, suffix=".parquet", stale_after=0) as temp:
+        # Reading and writing run beside the prediction (pyarrow and xgboost release the GIL);
+        # the queues hold two batches each, so memory stays bounded by the batch size.
+        reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
+        writer = _Writer(temp)
+        try:
+            for part_uri, batch in reader:
+                if validate is not None:
+                    gate = validate(batch.to_pandas())
+                    if not gate.passed:
+                        raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
+                predictions, proba = _predict(model, batch)
+                writer.put(_output_table(batch, plan, model, predictions, proba))
+                rows += batch.num_rows
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_SECONDS:
+                    log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
+                    last_report = now
+            writer.close()
+            if rows == 0:
+                raise DataError(f"chunk {index}: no rows were read")
+            if rows != chunk.rows:
+                raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
+            ref = store.write_file(part, temp, move=True)
+        finally:
+            reader.stop()
+            writer.abort()
     seconds = time.monotonic() - started
     log.info("chunk %d: %d rows in %.1f s (%.0f rows/s)", index, rows, seconds, rows / max(seconds, 1e-9))
     return ChunkResult(
@@ -284,8 +283,10 @@ def score_chunk(
 
 def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | dict[str, Any]], store: ArtifactStore) -> ArtifactRef:
     """Check every planned chunk, delete stale parts, then write the manifest (last)."""
+    from airflow_mlops.storage import ensure_within
 
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
+    check_output_prefix(plan, store)
     by_index: dict[int, ChunkResult] = {}
     for result in results:
         result = result if isinstance(result, ChunkResult) else ChunkResult.model_validate(
@@ -306,9 +307,15 @@ def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | d
     if problems:
         raise DataError("not committing the batch output: " + "; ".join(problems))
     expected = {plan.part_uri(c.index) for c in plan.chunks}
-    stale = [u for u in store.list(plan.output_prefix) if u not in expected]
+    # Only parts of an earlier attempt with another plan and the old manifest, directly in the run's
+    # folder: a file the commit cannot prove is its own (a user's note, a sub-folder) stays.
+    stale = [u for u in store.list(plan.output_prefix) if u not in expected and plan.own_output_name(u)]
     for uri in stale:
-        store.delete(uri)  # parts of an earlier attempt with another plan, and any old manifest
+        ensure_within(plan.output_prefix, uri, "delete")
+    for uri in stale:
+        store.delete(uri)
+    # Every chunk has finished, so any temporary left in the run's folder is a killed write's.
+    stale += store.remove_stale_temporaries(plan.output_prefix)
     ordered = [by_index[c.index] for c in plan.chunks]
     manifest = {
         "format": 1,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,6 +18,8 @@ from airflow_mlops.refs import ArtifactRef
 
 CHUNK = 1024 * 1024
 TEMP_MARKER = ".tmp-"
+# A temporary this old belongs to a write that died: no write of one object takes an hour.
+STALE_TEMP_SECONDS = 3600.0
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -120,6 +124,37 @@ class ArtifactStore(ABC):
     @abstractmethod
     def size(self, path: str) -> int: ...
 
+    @contextmanager
+    def staging_file(self, path: str, suffix: str = "", *, stale_after: float = STALE_TEMP_SECONDS) -> Iterator[str]:
+        """A local file to build the object for `path` in, before `write_file(path, it, move=True)`;
+        removed on exit.
+
+        Leftovers of earlier, killed attempts at the same `path` older than `stale_after` seconds are
+        removed first; pass 0 where the caller is that path's only writer (a task and its retries).
+        This default stages in the system temp folder under a name derived from the object's URI (an
+        S3 upload needs a local file); the local store stages beside the final key instead.
+        """
+        folder = Path(tempfile.gettempdir())
+        stem = f"airflow-mlops-staging-{sha256_bytes(self.uri(path).encode())[:16]}-"
+        remove_older_than(folder.glob(stem + "*"), stale_after)
+        fd, temp = tempfile.mkstemp(prefix=stem, suffix=suffix, dir=folder)
+        os.close(fd)
+        try:
+            yield temp
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self, prefix: str, name: str | None = None, *, older_than: float = 0.0) -> list[str]:
+        """Remove what interrupted writes left directly in the folder `prefix` (not in sub-folders):
+        only those for the object called `name` when given, only those older than `older_than` seconds.
+        Returns their URIs.
+
+        Call it where no other write into that folder (or of that object) can be in progress: a
+        batch commit runs after every chunk finished. S3 writes appear whole or not at all and leave
+        no temporary keys, so this default removes nothing.
+        """
+        return []
+
     def sha256(self, path: str) -> str:
         with self.local_path(path) as local:
             return sha256_file(local)
@@ -130,3 +165,18 @@ class ArtifactStore(ABC):
 
     def read_json(self, path: str, expected_sha256: str | None = None) -> Any:
         return json.loads(self.read_bytes(path, expected_sha256).decode("utf-8"))
+
+
+def remove_older_than(paths: Iterable[Path], seconds: float) -> list[Path]:
+    """Unlink the plain files among `paths` last modified more than `seconds` ago; the ones removed."""
+    now = time.time()
+    removed = []
+    for path in paths:
+        try:
+            if path.is_symlink() or not path.is_file() or now - path.stat().st_mtime < seconds:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue  # removed meanwhile by another cleanup
+        removed.append(path)
+    return removed

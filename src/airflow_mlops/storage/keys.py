@@ -61,12 +61,15 @@ def _normal(uri: str) -> tuple[str, str]:
     return "", os.path.normpath(os.path.abspath(uri))
 
 
-def is_within(prefix: str, target: str) -> bool:
-    """Whether `target` lies strictly inside the folder (or key prefix) `prefix`, after `..` are resolved."""
+def is_within(prefix: str, target: str, *, or_equal: bool = False) -> bool:
+    """Whether `target` lies strictly inside the folder (or key prefix) `prefix`, after `..` are
+    resolved; with `or_equal`, `prefix` itself counts too."""
     prefix_place, prefix_path = _normal(prefix)
     target_place, target_path = _normal(target)
-    if prefix_place != target_place or target_path == prefix_path:
+    if prefix_place != target_place:
         return False
+    if target_path == prefix_path:
+        return or_equal
     return target_path.startswith(prefix_path.rstrip("/") + "/")
 
 

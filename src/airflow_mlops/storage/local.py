@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -13,16 +14,26 @@ from typing import BinaryIO
 from airflow_mlops.errors import ArtifactNotFoundError, StorageError, UnknownSchemeError
 from airflow_mlops.refs import ArtifactRef
 from airflow_mlops.storage.base import (
+    STALE_TEMP_SECONDS,
     TEMP_MARKER,
     ArtifactStore,
     check_integrity,
+    remove_older_than,
     sha256_bytes,
     sha256_file,
 )
+from airflow_mlops.storage.keys import ensure_within
+
+_NAME_IN_TEMP = 100  # characters of the object's name kept in its temporaries' names (file names stop at 255)
 
 
 class LocalArtifactStore(ArtifactStore):
-    """Atomic writes by a temporary file in the same folder, fsync, then `os.replace`."""
+    """Atomic writes by a temporary file in the same folder, fsync, then `os.replace`.
+
+    A temporary is named `.tmp-<object name>-<random>`: `list` never shows it, and a killed
+    write's leftover is removed by the next write of the same object once it is an hour old, by a
+    retry that stages the same object, or by `remove_stale_temporaries` (a batch commit).
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         root = str(root)
@@ -50,10 +61,15 @@ class LocalArtifactStore(ArtifactStore):
             raise ArtifactNotFoundError(f"{target}: no such file")
         return target
 
+    def _temporary(self, target: Path, suffix: str = "", stale_after: float = STALE_TEMP_SECONDS) -> tuple[int, str]:
+        """An open temporary beside `target`, after removing `target`'s own leftovers older than `stale_after`."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.remove_stale_temporaries(str(target.parent), target.name, older_than=stale_after)
+        return tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=suffix, dir=target.parent)
+
     def write_bytes(self, path: str, data: bytes) -> ArtifactRef:
         target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_MARKER, dir=target.parent)
+        fd, temp = self._temporary(target)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -67,8 +83,7 @@ class LocalArtifactStore(ArtifactStore):
 
     def write_file(self, path: str, local_path: str | os.PathLike[str], *, move: bool = False) -> ArtifactRef:
         target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_MARKER, dir=target.parent)
+        fd, temp = self._temporary(target)
         os.close(fd)
         try:
             if move and os.stat(local_path).st_dev == os.stat(temp).st_dev:
@@ -84,6 +99,26 @@ class LocalArtifactStore(ArtifactStore):
             Path(temp).unlink(missing_ok=True)
             raise
         return ArtifactRef(uri=str(target), sha256=digest, size=size)
+
+    @contextmanager
+    def staging_file(self, path: str, suffix: str = "", *, stale_after: float = STALE_TEMP_SECONDS) -> Iterator[str]:
+        """A temporary beside the final key: `write_file(path, it, move=True)` is then one rename."""
+        fd, temp = self._temporary(self._path(path), suffix, stale_after)
+        os.close(fd)
+        try:
+            yield temp
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self, prefix: str, name: str | None = None, *, older_than: float = 0.0) -> list[str]:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return []
+        pattern = glob.escape(_temp_prefix(name) if name is not None else TEMP_MARKER) + "*"
+        candidates = list(folder.glob(pattern))
+        for candidate in candidates:
+            ensure_within(str(folder), str(candidate), "remove the temporary")
+        return [str(path) for path in remove_older_than(candidates, older_than)]
 
     def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes:
         target = self._existing(path)
@@ -169,3 +204,7 @@ class LocalArtifactStore(ArtifactStore):
 
 def _version(stat: os.stat_result) -> str:
     return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def _temp_prefix(name: str) -> str:
+    return f"{TEMP_MARKER}{name[:_NAME_IN_TEMP]}-"

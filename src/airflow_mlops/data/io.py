@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import ArtifactNotFoundError, DataError
@@ -194,15 +191,11 @@ def write_table(df: pd.DataFrame | pa.Table, uri: str, store: ArtifactStore, *, 
 
     kind = format or data_format(uri)
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    fd, temp = tempfile.mkstemp(suffix=f".{kind}")
-    os.close(fd)
-    try:
+    if kind not in {"parquet", "csv"}:
+        raise DataError(f"{uri}: unknown format {kind!r}; expected parquet or csv")
+    with store.staging_file(uri, suffix=f".{kind}") as temp:
         if kind == "parquet":
             pq.write_table(table, temp)
-        elif kind == "csv":
-            pacsv.write_csv(table, temp)
         else:
-            raise DataError(f"{uri}: unknown format {kind!r}; expected parquet or csv")
-        return store.write_file(uri, temp)
-    finally:
-        Path(temp).unlink(missing_ok=True)
+            pacsv.write_csv(table, temp)
+        return store.write_file(uri, temp, move=True)

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import DataError
@@ -244,10 +241,6 @@ def check_drift(
 
 
 def _save_report(snapshot: Any, store: ArtifactStore, report_path: str) -> Any:
-    fd, temp = tempfile.mkstemp(suffix=".html")
-    os.close(fd)
-    try:
+    with store.staging_file(report_path, suffix=".html") as temp:
         snapshot.save_html(temp)
-        return store.write_file(report_path, temp)
-    finally:
-        Path(temp).unlink(missing_ok=True)
+        return store.write_file(report_path, temp, move=True)

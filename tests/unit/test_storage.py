@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,16 @@ from airflow_mlops.errors import (
     IntegrityError,
     StorageError,
     UnknownSchemeError,
+    UnsafePathError,
 )
 from airflow_mlops.storage import (
     LocalArtifactStore,
     S3ArtifactStore,
     artifact_root,
+    climbs_out,
+    is_within,
     open_store,
+    safe_key,
     sha256_bytes,
 )
 
@@ -208,3 +214,111 @@ def test_artifact_root_defaults(monkeypatch, tmp_path):
 def test_open_store_picks_the_implementation(tmp_path, s3_client, s3_bucket):
     assert isinstance(open_store(str(tmp_path)), LocalArtifactStore)
     assert isinstance(open_store(f"s3://{s3_bucket}/x", s3_client=s3_client), S3ArtifactStore)
+
+
+# ------------------------------------------------------------------ containment and temporaries
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "...", "x" * 201])
+def test_safe_key_refuses_what_cannot_name_a_folder_of_its_own(value):
+    with pytest.raises(UnsafePathError, match="run id"):
+        safe_key(value)
+
+
+@pytest.mark.parametrize(("value", "segment"), [
+    ("../..", ".._.."), ("a/b", "a_b"), ("/etc", "_etc"), ("a\\..\\b", "a_.._b"), ("..x", "..x"),
+    ("manual__2026-01-01T00:00:00+00:00", "manual__2026-01-01T00_00_00_00_00"),
+])
+def test_safe_key_encodes_separators_into_one_segment(value, segment):
+    assert safe_key(value) == segment
+
+
+@pytest.mark.parametrize(("prefix", "target", "inside"), [
+    ("/r/scores/run", "/r/scores/run/part-00000.parquet", True),
+    ("/r/scores/run", "/r/scores/run/../other/part-00000.parquet", False),
+    ("/r/scores/run", "/r/scores/runner/x", False),
+    ("/r/scores/run", "/r/scores/run", False),
+    ("s3://b/r/run", "s3://b/r/run/x", True),
+    ("s3://b/r/run", "s3://other/r/run/x", False),
+    ("s3://b/r/run", "/r/run/x", False),
+])
+def test_is_within_resolves_dots_and_compares_whole_segments(prefix, target, inside):
+    assert is_within(prefix, target) is inside
+
+
+def test_is_within_or_equal_counts_the_prefix_itself():
+    assert is_within("/r/a", "/r/a/", or_equal=True) and is_within("s3://b", "s3://b/k", or_equal=True)
+    assert not is_within("/r/a", "/r/b", or_equal=True)
+
+
+@pytest.mark.parametrize(("path", "out"), [("../x", True), ("a/../../x", True), ("..", True), ("a/../b", False),
+                                            ("scores/", False), ("/abs/../x", False), ("s3://b/../x", False)])
+def test_climbs_out(path, out):
+    assert climbs_out(path) is out
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_local_write_removes_only_its_own_hour_old_leftovers(tmp_path):
+    store = LocalArtifactStore(tmp_path / "root")
+    folder = tmp_path / "root" / "run"
+    folder.mkdir(parents=True)
+    old_own, fresh_own, old_other = (folder / ".tmp-model.json-aaaa", folder / ".tmp-model.json-bbbb",
+                                     folder / ".tmp-metrics.json-cccc")
+    for leftover in (old_own, fresh_own, old_other):
+        leftover.write_bytes(b"half")
+    _age(old_own, 2 * 3600)
+    _age(old_other, 2 * 3600)
+    store.write_bytes("run/model.json", b"{}")
+    assert not old_own.exists(), "an hour-old leftover of the same object is a killed write's"
+    assert fresh_own.exists(), "a fresh one may be a concurrent write of the same object"
+    assert old_other.exists(), "another object's leftovers are its own writer's business"
+    assert store.list("run") == [store.uri("run/model.json")]
+
+
+def test_remove_stale_temporaries_takes_only_temporaries_directly_in_the_folder(tmp_path):
+    store = LocalArtifactStore(tmp_path / "root")
+    folder = tmp_path / "root" / "run"
+    (folder / "sub").mkdir(parents=True)
+    kept = [folder / "part-00000.parquet", folder / "notes.tmp-x", folder / "sub" / ".tmp-part-00001.parquet-zz"]
+    for path in [*kept, folder / ".tmp-part-00000.parquet-aa", folder / ".tmp-part-00001.parquet-bb"]:
+        path.write_bytes(b"x")
+    (folder / ".tmp-a-folder").mkdir()
+    assert store.remove_stale_temporaries("run", "part-00001.parquet") == [str(folder / ".tmp-part-00001.parquet-bb")]
+    assert store.remove_stale_temporaries("run") == [str(folder / ".tmp-part-00000.parquet-aa")]
+    assert all(path.exists() for path in kept) and (folder / ".tmp-a-folder").is_dir()
+    assert store.remove_stale_temporaries("no-such-folder") == []
+
+
+def test_local_staging_is_beside_the_key_and_a_retry_removes_a_killed_trys_file(tmp_path):
+    store = LocalArtifactStore(tmp_path / "root")
+    with store.staging_file("run/part-00000.parquet", suffix=".parquet") as killed:
+        Path(killed).write_bytes(b"half")
+        os.link(killed, tmp_path / "survivor")  # what a SIGKILL would have left in place
+    os.replace(tmp_path / "survivor", killed)
+    assert Path(killed).parent == tmp_path / "root" / "run" and Path(killed).name.startswith(".tmp-part-00000.parquet-")
+    with store.staging_file("run/part-00000.parquet", stale_after=0) as temp:
+        assert not Path(killed).exists()
+        Path(temp).write_bytes(b"whole")
+        ref = store.write_file("run/part-00000.parquet", temp, move=True)
+    assert store.read_bytes(ref.uri) == b"whole" and sorted(os.listdir(tmp_path / "root" / "run")) == ["part-00000.parquet"]
+
+
+def test_s3_staging_uses_a_key_named_local_file_that_the_next_try_cleans(tmp_path, monkeypatch):
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    store = S3ArtifactStore("s3://bucket/root", client=object())  # staging never talks to S3
+    with store.staging_file("run/part-00000.parquet") as first:
+        Path(first).write_bytes(b"half")
+        os.link(first, system_temp / "survivor")
+    os.replace(system_temp / "survivor", first)
+    with store.staging_file("run/part-00001.parquet", stale_after=0) as other:
+        assert Path(first).exists(), "another key's file is not this try's to remove"
+    with store.staging_file("run/part-00000.parquet", stale_after=0) as retry:
+        assert not Path(first).exists() and Path(retry).parent == system_temp
+    assert os.listdir(system_temp) == [] and not Path(other).exists()
+    assert store.remove_stale_temporaries("run") == [], "S3 writes leave no temporary keys"

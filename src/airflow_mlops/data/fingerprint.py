@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.data.checks import require_unique_columns
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -38,16 +40,18 @@ def _type_name(arrow_type: Any) -> str:
 
 
 class _Fingerprinter:
-    def __init__(self) -> None:
+    def __init__(self, source: str) -> None:
         self.digest = hashlib.sha256()
         self.schema: list[tuple[str, str]] | None = None
         self.rows = 0
+        self.source = source
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         import pandas as pd
 
         schema = [(f.name, _type_name(f.type)) for f in batch.schema]
         if self.schema is None:
+            require_unique_columns(batch.schema.names, self.source)
             self.schema = schema
             self.digest.update(repr(schema).encode("utf-8"))
         if batch.num_rows == 0:
@@ -64,9 +68,9 @@ class _Fingerprinter:
         return self.digest.hexdigest()
 
 
-def fingerprint_batches(batches: Iterable[pa.RecordBatch]) -> tuple[str, int, list[str]]:
-    """(fingerprint, rows, columns) of a stream of record batches."""
-    printer = _Fingerprinter()
+def fingerprint_batches(batches: Iterable[pa.RecordBatch], source: str = "the data") -> tuple[str, int, list[str]]:
+    """(fingerprint, rows, columns) of a stream of record batches; `source` names them in errors."""
+    printer = _Fingerprinter(source)
     for batch in batches:
         printer.add(batch)
     return printer.hexdigest(), printer.rows, [name for name, _ in printer.schema or []]
@@ -75,14 +79,18 @@ def fingerprint_batches(batches: Iterable[pa.RecordBatch]) -> tuple[str, int, li
 def fingerprint_table(data: pd.DataFrame | pa.Table) -> str:
     import pyarrow as pa
 
-    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, pa.Table):
+        table = data
+    else:
+        require_unique_columns(data.columns, "the data")  # pyarrow would refuse them with a bare ValueError
+        table = pa.Table.from_pandas(data, preserve_index=False)
     return fingerprint_batches(table.to_batches(max_chunksize=65_536) or [table])[0]
 
 
 def fingerprint(uri: str, store: ArtifactStore) -> str:
     from airflow_mlops.data.io import iter_batches
 
-    return fingerprint_batches(iter_batches(uri, store))[0]
+    return fingerprint_batches(iter_batches(uri, store), store.uri(uri))[0]
 
 
 def dataset_ref(uri: str, store: ArtifactStore) -> DatasetRef:
@@ -91,7 +99,7 @@ def dataset_ref(uri: str, store: ArtifactStore) -> DatasetRef:
     from airflow_mlops.errors import DataError
     from airflow_mlops.refs import DatasetRef
 
-    digest, rows, columns = fingerprint_batches(iter_batches(uri, store))
+    digest, rows, columns = fingerprint_batches(iter_batches(uri, store), store.uri(uri))
     if rows == 0:
         raise DataError(f"{store.uri(uri)}: the dataset is empty (0 rows)")
     return DatasetRef(uri=store.uri(uri), fingerprint=digest, rows=rows, columns=columns)

@@ -180,7 +180,12 @@ def _empty_table(part: str, store: ArtifactStore, columns: list[str] | None) -> 
 
 def read_table(uri: str, store: ArtifactStore, columns: list[str] | None = None) -> pd.DataFrame:
     """The whole dataset as a DataFrame (use `iter_batches` for data larger than memory)."""
-    return read_arrow(uri, store, columns).to_pandas()
+    from airflow_mlops.data.checks import require_unique_columns
+
+    table = read_arrow(uri, store, columns)
+    # Arrow keeps a csv header's names as written (no pandas-style `x.1` renaming), so this sees the raw header.
+    require_unique_columns(table.column_names, store.uri(uri))
+    return table.to_pandas()
 
 
 def write_table(df: pd.DataFrame | pa.Table, uri: str, store: ArtifactStore, *, format: str | None = None) -> ArtifactRef:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow_mlops.data.checks import require_target_values, require_unique_columns
 from airflow_mlops.errors import DataError
 
 if TYPE_CHECKING:
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
 
 def _stratify_labels(frame: pd.DataFrame, target: str, needed: int, what: str) -> pd.Series:
     counts = frame[target].value_counts(dropna=False)
+    if len(counts) < 2:
+        raise DataError(
+            f"cannot stratify the {what} split on {target!r}: it has only one class ({counts.index.tolist()[0]!r}) in "
+            f"{len(frame)} rows; a classifier needs two or more: check that data.target names the label column "
+            "and that the data was not filtered down to one class"
+        )
     rare = counts[counts < needed]
     if len(rare):
         described = ", ".join(f"{label!r} ({count} row{'s' if count != 1 else ''})" for label, count in rare.items())
@@ -47,10 +54,10 @@ def split_dataset(
     from airflow_mlops.data.io import write_table
     from airflow_mlops.refs import DatasetRef
 
+    require_unique_columns(df.columns, "the data")
     if target not in df.columns:
         raise DataError(f"the target column {target!r} is not in the data; columns are {', '.join(map(repr, df.columns))}")
-    if df[target].isna().any():
-        raise DataError(f"the target column {target!r} has {int(df[target].isna().sum())} missing values")
+    require_target_values(df[target], "the data")
     if len(df) < 3:
         raise DataError(f"the data has {len(df)} rows; at least 3 are needed to split train, validation and test")
     frame = df.reset_index(drop=True)

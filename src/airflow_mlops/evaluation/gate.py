@@ -6,6 +6,7 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.data.checks import require_labelled_rows
 from airflow_mlops.evaluation.metrics import compute_metrics, greater_is_better
 from airflow_mlops.refs import GateResult
 
@@ -32,6 +33,16 @@ def _fmt(value: float | None) -> str:
 def score_model(model: LoadedModel, test: pd.DataFrame, target: str, names: list[str], custom: dict[str, Any]) -> dict[str, float | None]:
     proba = model.predict_proba(test) if model.task != "regression" else None
     return compute_metrics(model.task, names, test[target].to_numpy(), model.predict(test), proba, model.classes, custom)
+
+
+def _why_undefined(task: str, y_true: pd.Series) -> str:
+    """The usual reason a metric is undefined on a test set, or '' when it is not that."""
+    if task != "regression":
+        classes = y_true.unique().tolist()  # plain values: a label reads 1, not np.int64(1)
+        if len(classes) < 2:
+            return (f": it has only one class ({classes[0]!r}); keep data.split.stratify: true "
+                    "or add rows of every class to the data")
+    return ""
 
 
 def _baseline(task: str, test: pd.DataFrame, target: str, names: list[str], classes: list[Any] | None, custom: dict[str, Any]) -> dict[str, float | None]:
@@ -95,10 +106,12 @@ def evaluate_candidate(
         if not ok:
             failures.append(sentence)
 
+    require_labelled_rows(test, target, "the test set")
     metrics = score_model(candidate, test, target, names, custom)
     value = metrics.get(primary)
     if value is None:
-        check("primary metric", False, f"{primary} cannot be computed on this test set ({len(test)} rows)")
+        reason = _why_undefined(candidate.task, test[target])
+        check("primary metric", False, f"{primary} cannot be computed on this test set ({len(test)} rows){reason}")
 
     if not evaluation.thresholds:
         lines.append(("thresholds", True, "no thresholds configured: no absolute bound is checked"))

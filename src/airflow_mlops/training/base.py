@@ -10,17 +10,21 @@ holds the model file's: loading checks both before anything is deserialized.
 from __future__ import annotations
 
 import importlib
+import logging
 import platform
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_mlops.data.checks import require_finite_features, require_labelled_rows
 from airflow_mlops.errors import DataError, TrainingError
 from airflow_mlops.refs import ArtifactRef
 from airflow_mlops.training.features import (
     FeatureSpec,
     LabelCoder,
     feature_columns,
+    how_to_exclude,
     require_classifier,
+    uninformative_features,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 
     from airflow_mlops.config import PipelineConfig
     from airflow_mlops.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 TRAIN_METRIC_ROWS = 50_000
@@ -144,13 +150,26 @@ class LoadedModel:
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         frame = self.spec.frame(data)
+        if len(frame) == 0:  # scikit-learn refuses an empty matrix: no rows, no predictions
+            return self._empty_predictions()[0]
         if self.task == "regression":
             return self.trainer.predict(frame)
         return self.labels.decode(self.trainer.predict_proba(frame).argmax(axis=1))
 
     def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
         require_classifier(self.task)
-        return self.trainer.predict_proba(self.spec.frame(data))
+        frame = self.spec.frame(data)
+        if len(frame) == 0:
+            return self._empty_predictions()[1]
+        return self.trainer.predict_proba(frame)
+
+    def _empty_predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities or None) for zero rows, shaped as for any other batch."""
+        import numpy as np
+
+        if self.task == "regression":
+            return np.empty(0, dtype=np.float32), None
+        return self.labels.decode(np.empty(0, dtype=np.int64)), np.empty((0, len(self.classes or [])), dtype=np.float32)
 
     def predict_columns(self, columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, probabilities or None) for all-numeric feature columns in feature order.
@@ -161,18 +180,18 @@ class LoadedModel:
         import pandas as pd
 
         if len(columns[0]) == 0:  # scikit-learn refuses an empty matrix
-            if self.task == "regression":
-                return np.empty(0, dtype=np.float32), None
-            return self.labels.decode(np.empty(0, dtype=np.int64)), np.empty((0, len(self.classes or [])), dtype=np.float32)
+            return self._empty_predictions()
         native = getattr(self.trainer, "predict_proba_columns", None)
         if native is None:
             frame = self.spec.frame(pd.DataFrame(dict(zip(self.spec.features, columns, strict=True)), copy=False))
             if self.task == "regression":
                 return self.trainer.predict(frame), None
             proba = self.trainer.predict_proba(frame)
-        elif self.task == "regression":
-            return native(columns), None
         else:
+            # The frame path checks inside spec.frame; the native path skips the frame, so check here.
+            require_finite_features(zip(self.spec.features, columns, strict=True), "the data")
+            if self.task == "regression":
+                return native(columns), None
             proba = native(columns)
         if proba.shape[1] == 2:
             # A comparison is argmax (ties go to the first class, as argmax does) without the scan or the lookup.
@@ -204,12 +223,25 @@ def train_model(
 
     model = config.model
     target = config.data.target
-    if target not in train.columns:
-        raise DataError(f"the target column {target!r} is not in the training data")
-    if len(train) == 0:
-        raise DataError("the training data is empty")
+    # Every check on the data comes before the fit, so bad data never leaves a checkpoint or model file behind.
+    require_labelled_rows(train, target, "the training data")
     features = feature_columns(config, [str(c) for c in train.columns])
+    if not features:
+        ids = f" and the ids {', '.join(map(repr, config.data.ids))}" if config.data.ids else ""
+        raise DataError(f"the training data has no feature columns besides the target {target!r}{ids}")
     spec = FeatureSpec.from_frame(train, features, None if config.data.categorical == "auto" else list(config.data.categorical))
+    empty, constant = uninformative_features(train, spec)
+    if empty:
+        raise DataError(
+            f"feature{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} "
+            f"{'have' if len(empty) > 1 else 'has'} no values (missing in all {len(train)} training rows); "
+            f"{how_to_exclude(config, empty)}"
+        )
+    if constant:
+        # Harmless to every flavor, and a retrain must not stop because a rare flag was all zeros this time.
+        log.warning("feature%s %s %s the same value in every training row and cannot help the model; to drop: %s",
+                    "s" if len(constant) > 1 else "", ", ".join(map(repr, constant)),
+                    "have" if len(constant) > 1 else "has", how_to_exclude(config, constant))
     labels = LabelCoder.fit(train[target], model.task)
     params = {**model.params, **(params_override or {})}
     context = FitContext(
@@ -218,10 +250,15 @@ def train_model(
     )
     trainer = trainer_class(model.flavor)()
     y_train = labels.encode(train[target])
+    x_train = spec.frame(train, "the training data")
     has_validation = validation is not None and len(validation) > 0
-    x_validation = spec.frame(validation) if has_validation else None
+    if has_validation:
+        require_labelled_rows(validation, target, "the validation data")
+    x_validation = spec.frame(validation, "the validation data") if has_validation else None
     y_validation = labels.encode(validation[target]) if has_validation else None
-    info = trainer.fit(spec.frame(train), y_train, x_validation, y_validation, context)
+    info = trainer.fit(x_train, y_train, x_validation, y_validation, context)
+    if constant:
+        info = {**info, "constant_features": constant}
 
     metric_names = list(config.evaluation.metrics or [])
     loaded = LoadedModel(trainer, {"task": model.task, "flavor": model.flavor, "features": spec.to_dict(), "classes": labels.classes})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.data.checks import require_finite_features, require_unique_columns
 from airflow_mlops.errors import DataError, TrainingError
 
 if TYPE_CHECKING:
@@ -26,6 +27,32 @@ def feature_columns(config: PipelineConfig, columns: list[str]) -> list[str]:
     if missing:
         raise DataError(f"data.features: column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not in the data")
     return list(data.features)
+
+
+def how_to_exclude(config: PipelineConfig, columns: list[str]) -> str:
+    """The config change that leaves `columns` out of the features."""
+    named = ", ".join(map(repr, columns))
+    if config.data.features == "all":
+        return f"set data.features to the list of columns to use, without {named} (it is 'all' now)"
+    return f"remove {named} from data.features"
+
+
+def uninformative_features(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[list[str], list[str]]:
+    """(features with no value in any row, features with the same value in every row).
+
+    A feature that is missing in some rows is never constant: whether it is missing is information.
+    """
+    empty, constant = [], []
+    for column in spec.features:
+        series = frame[column]
+        present = int(series.count())
+        if present == 0:
+            empty.append(column)
+        elif present == len(series):
+            categories = spec.categories.get(column)
+            if (len(categories) == 1) if categories is not None else bool(series.min() == series.max()):
+                constant.append(column)
+    return empty, constant
 
 
 def _categorical_setting(config: PipelineConfig) -> list[str] | None:
@@ -91,10 +118,16 @@ class FeatureSpec:
         if wrong:
             raise DataError("wrong feature dtype: " + "; ".join(wrong))
 
-    def frame(self, data: pd.DataFrame) -> pd.DataFrame:
-        """The feature columns in training order, categoricals as strings (missing stays missing)."""
+    def frame(self, data: pd.DataFrame, source: str = "the data") -> pd.DataFrame:
+        """The feature columns in training order, categoricals as strings (missing stays missing).
+
+        Raises DataError, naming `source`, for duplicate column names and for inf or -inf in a numeric feature.
+        """
+        if not data.columns.is_unique:  # cached by pandas: free on the scoring path
+            require_unique_columns(data.columns, source)
         self.check_columns({c: str(data[c].dtype) for c in data.columns})
         out = data[self.features]  # a list selection is already a new frame
+        require_finite_features(((c, out[c].to_numpy()) for c in self.numeric), source)
         if self.categorical or any(out[c].dtype.kind != "f" for c in self.numeric):
             out = out.copy()  # columns are replaced below: never write into a view of the caller's data
         for column in self.categorical:
@@ -127,7 +160,11 @@ class LabelCoder:
         classes = sorted(target.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
         if len(classes) < 2:
-            raise DataError(f"the target {target.name!r} has only one class ({classes[0]!r} if any); a classifier needs two or more")
+            raise DataError(
+                f"the target {target.name!r} has only one class ({', '.join(map(repr, classes)) or 'no values'}) "
+                f"in {len(target)} rows; a classifier needs two or more: check that data.target names the label "
+                "column and that the data was not filtered down to one class"
+            )
         if task == "binary_classification" and len(classes) != 2:
             raise DataError(
                 f"binary_classification needs exactly 2 classes; {target.name!r} has {len(classes)}: "

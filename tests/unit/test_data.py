@@ -180,3 +180,20 @@ def test_bad_input_gets_a_clear_error(tmp_path):
     (tmp_path / "table.xlsx").write_text("?")
     with pytest.raises(DataError, match="expected a .parquet, .pq or .csv"):
         read_table("table.xlsx", store)
+
+
+def test_infinity_checks_count_only_infinities_not_missing_values_or_huge_sums():
+    from airflow_mlops.data.checks import require_finite_features
+
+    huge = np.full(4, 3e38, dtype=np.float32)  # sums past float32's range, yet every value is finite
+    require_finite_features([("huge", huge), ("gaps", np.array([1.0, np.nan])), ("ints", np.arange(3))], "the data")
+    with pytest.raises(DataError, match=r"in 'a' \(2 values\), 'b' \(1 value\);"):
+        require_finite_features([("a", np.array([np.inf, -np.inf, np.nan])), ("b", np.array([1, -np.inf], dtype=np.float32))], "the data")
+
+
+def test_duplicate_column_names_are_named_whatever_their_type(tmp_path):
+    from airflow_mlops.data.checks import duplicate_columns
+
+    assert duplicate_columns([1, "1", "a", "b", "a", "a"]) == {"1": 2, "a": 3}
+    with pytest.raises(DataError, match=r"the data has duplicate column names: 'x' \(2 times\)"):
+        fingerprint_table(pd.DataFrame([[1, 2]], columns=["x", "x"]))

@@ -7,6 +7,7 @@ preprocessing statistics), always read back with `weights_only=True`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from airflow_mlops.errors import TrainingError
+from airflow_mlops.errors import ModelLoadError, TrainingError
 from airflow_mlops.training.base import FitContext, import_object
 from airflow_mlops.training.threads import machine_threads
 
@@ -63,6 +64,13 @@ def _numeric_values(data: pd.DataFrame, numeric: list[str]) -> np.ndarray:
     """The numeric columns as one float32 matrix; a frame of exactly those columns is not re-selected first."""
     frame = data if list(data.columns) == numeric else data[numeric]
     return frame.to_numpy(dtype="float32")
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's kind and first line, cut short: messages can quote the file's own content."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _from_bytes(data: bytes) -> Any:
@@ -307,12 +315,32 @@ class TorchTrainer:
 
     @classmethod
     def load(cls, data: bytes, metadata: dict[str, Any]) -> TorchTrainer:
-        payload = _from_bytes(data)
-        architecture = payload["architecture"]
-        module_class = import_object(architecture["module"], "model architecture")
-        module = module_class(architecture["n_inputs"], architecture["n_outputs"], **architecture["module_params"])
-        module.load_state_dict(payload["state_dict"])
-        return cls(module.eval(), architecture, payload["preprocess"])
+        try:
+            payload = _from_bytes(data)
+        except Exception as exc:  # weights_only refuses any global it does not know; any failure is a bad file
+            raise ModelLoadError(f"torch model file could not be read with weights_only=True: {_describe(exc)}") from None
+        try:
+            architecture, preprocess, state_dict = payload["architecture"], payload["preprocess"], payload["state_dict"]
+            path, n_inputs, n_outputs = architecture["module"], architecture["n_inputs"], architecture["n_outputs"]
+            module_params = architecture["module_params"]
+        except (KeyError, TypeError) as exc:
+            raise ModelLoadError(f"torch model file lacks a field: {_describe(exc)}") from None
+        if not (isinstance(n_inputs, int) and isinstance(n_outputs, int) and isinstance(module_params, dict)
+                and isinstance(preprocess, dict) and isinstance(state_dict, dict)):
+            raise ModelLoadError("torch model file holds the wrong kind of value for its sizes, params, preprocessing or weights")
+        try:
+            module_class = TabularMLP if path == BUILTIN else import_object(str(path), "model architecture")
+        except TrainingError as exc:
+            raise ModelLoadError(f"torch model file: {exc}") from None
+        # Only a module class is ever called: a path naming a function (os.system, subprocess.run) is refused.
+        if not (inspect.isclass(module_class) and issubclass(module_class, nn.Module)):
+            raise ModelLoadError(f"torch model file names {str(path)[:200]!r} as its module, which is not an nn.Module class")
+        try:
+            module = module_class(n_inputs, n_outputs, **module_params)
+            module.load_state_dict(state_dict)
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelLoadError(f"torch model file does not fit {path}: {_describe(exc)}") from None
+        return cls(module.eval(), architecture, preprocess)
 
     def library_versions(self) -> dict[str, str]:
         return {"torch": torch.__version__}

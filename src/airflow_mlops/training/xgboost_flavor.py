@@ -6,7 +6,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.errors import TrainingError
+from airflow_mlops.errors import ModelLoadError, TrainingError
 from airflow_mlops.training.base import FitContext
 from airflow_mlops.training.threads import machine_threads
 
@@ -165,8 +165,19 @@ class XGBoostTrainer:
     def load(cls, data: bytes, metadata: dict[str, Any]) -> XGBoostTrainer:
         import xgboost as xgb
 
+        # XGBoost's parser aborts the process on empty input and segfaults on a truncated length, and
+        # its predictions follow node indices unchecked (xgboost 3.2): only a whole UBJSON document
+        # whose trees stay inside their arrays reaches it.
+        check_trees(decode_ubjson(data))
         booster = xgb.Booster()
-        booster.load_model(bytearray(data))
+        try:
+            booster.load_model(bytearray(data))
+        except (xgb.core.XGBoostError, ValueError) as exc:  # ValueError: UnicodeDecodeError in feature names
+            raise ModelLoadError(f"xgboost model file is not a valid model: {_first_line(exc)}") from None
+        expected = len(metadata["features"]["features"])
+        if booster.num_features() != expected:
+            raise ModelLoadError(f"xgboost model file holds a model of {booster.num_features()} features, "
+                                 f"its metadata lists {expected}")
         booster.set_param({"nthread": machine_threads()})
         categories = {c: metadata["features"]["categories"][c] for c in metadata["features"]["categories"]}
         return cls(booster, categories, metadata.get("info", {}).get("best_iteration"))
@@ -175,3 +186,156 @@ class XGBoostTrainer:
         import xgboost
 
         return {"xgboost": xgboost.__version__}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+_INTEGERS = {"i": ">i1", "U": ">u1", "I": ">i2", "l": ">i4", "L": ">i8"}
+_NUMBERS = {**_INTEGERS, "d": ">f4", "D": ">f8"}
+_CONSTANTS = {"T": True, "F": False, "Z": None}
+_CLOSING = {"[": ord("]"), "{": ord("}")}
+MAX_NESTING = 32  # an XGBoost model nests 6 deep
+NO_PARENT = 2147483647  # what XGBoost writes as the root's parent
+
+
+class _UbjsonReader:
+    """Decodes UBJSON, checking every length against the bytes that are left before reading it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.position = data, 0
+
+    def take(self, size: int) -> bytes:
+        if self.position + size > len(self.data):
+            raise ModelLoadError(f"xgboost model file is truncated or corrupt: a value at byte {self.position} needs "
+                                 f"{size} bytes, {len(self.data) - self.position} are left")
+        chunk = self.data[self.position : self.position + size]
+        self.position += size
+        return chunk
+
+    def peek(self) -> int | None:
+        return self.data[self.position] if self.position < len(self.data) else None
+
+    def marker(self) -> str:
+        marker = chr(self.take(1)[0])
+        while marker == "N":  # no-op padding
+            marker = chr(self.take(1)[0])
+        return marker
+
+    def number(self, marker: str) -> Any:
+        import numpy as np
+
+        dtype = np.dtype(_NUMBERS[marker])
+        return np.frombuffer(self.take(dtype.itemsize), dtype=dtype)[0].item()
+
+    def length(self) -> int:
+        marker = self.marker()
+        if marker not in _INTEGERS or (value := self.number(marker)) < 0:
+            raise ModelLoadError(f"xgboost model file is not UBJSON: no length at byte {self.position - 1}")
+        return value
+
+    def text(self) -> str:
+        try:
+            return self.take(self.length()).decode()
+        except UnicodeDecodeError:
+            raise ModelLoadError(f"xgboost model file is not UBJSON: a string before byte {self.position} is not UTF-8") from None
+
+    def value(self, marker: str, depth: int) -> Any:
+        import numpy as np
+
+        if marker in _NUMBERS:
+            return self.number(marker)
+        if marker in _CONSTANTS:
+            return _CONSTANTS[marker]
+        if marker in "SH":
+            return self.text()
+        if marker == "C":
+            return chr(self.take(1)[0])
+        if marker not in _CLOSING or depth >= MAX_NESTING:
+            raise ModelLoadError(f"xgboost model file is not UBJSON: {marker!r} at byte {self.position - 1}")
+        element_type, count = None, None
+        if self.peek() == ord("$"):
+            self.take(1)
+            element_type = self.marker()
+            # Typed constants take no bytes: a lying count would loop for ever on nothing.
+            if element_type not in _NUMBERS and element_type not in "SHC" or self.peek() != ord("#"):
+                raise ModelLoadError(f"xgboost model file is not UBJSON: a container of {element_type!r} at byte {self.position}")
+        if self.peek() == ord("#"):
+            self.take(1)
+            count = self.length()
+        if marker == "[" and element_type in _NUMBERS:
+            dtype = np.dtype(_NUMBERS[element_type])
+            return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype)
+        items: list[tuple[str | None, Any]] = []
+        while len(items) != count:
+            if count is None and self.peek() == _CLOSING[marker]:
+                self.take(1)
+                break
+            key = self.text() if marker == "{" else None
+            items.append((key, self.value(element_type or self.marker(), depth + 1)))
+        return dict(items) if marker == "{" else [item for _, item in items]
+
+
+def decode_ubjson(data: bytes) -> dict[str, Any]:
+    """The model as Python values (numeric arrays as numpy), or ModelLoadError unless it is exactly one object."""
+    if not data.startswith(b"{"):
+        raise ModelLoadError("xgboost model file is not a UBJSON model: " + ("it is empty" if not data else "it does not start with an object"))
+    reader = _UbjsonReader(data)
+    model = reader.value(reader.marker(), 0)
+    if reader.position != len(data):
+        raise ModelLoadError(f"xgboost model file has {len(data) - reader.position} bytes after the model")
+    return model
+
+
+def check_trees(model: dict[str, Any]) -> None:
+    """Refuse trees XGBoost would follow out of their arrays: it does not check node indices (xgboost 3.2)."""
+    try:
+        learner = model["learner"]
+        width = int(learner["learner_model_param"]["num_feature"])
+        booster = learner["gradient_booster"]
+        if booster["name"] == "gblinear":
+            return
+        trees = (booster["gbtree"] if booster["name"] == "dart" else booster)["model"]["trees"]
+        problems = (_tree_problem(tree, width) for tree in trees)
+        problem = next((p for p in problems if p), None)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        problem = f"its learner or trees lack a field or hold the wrong kind of value ({type(exc).__name__}: {str(exc)[:100]})"
+    if problem:
+        raise ModelLoadError(f"xgboost model file holds a corrupt model: {problem}")
+
+
+def _tree_problem(tree: dict[str, Any], width: int) -> str | None:
+    import numpy as np
+
+    count = int(tree["tree_param"]["num_nodes"])
+    arrays = {name: np.asarray(tree[name]) for name in ("left_children", "right_children", "parents", "split_indices", "split_type")}
+    if count < 1 or any(array.shape != (count,) for array in arrays.values()):
+        return f"tree {tree.get('id')} does not hold {count} nodes in each node array"
+    left, right, parents, features = (arrays[n].astype(np.int64) for n in ("left_children", "right_children", "parents", "split_indices"))
+    visits = np.zeros(count, dtype=np.int64)
+    pending = [0]
+    while pending:  # from the root, every child once: no index outside the tree, no cycle, no shared node
+        node = pending.pop()
+        visits[node] += 1
+        if visits[node] > 1:
+            return f"tree {tree.get('id')} reaches node {node} twice"
+        if left[node] == -1 and right[node] == -1:
+            continue
+        if not (0 <= left[node] < count and 0 <= right[node] < count and 0 <= features[node] < width):
+            return f"tree {tree.get('id')} node {node} points outside the tree or the {width} features"
+        if parents[left[node]] != node or parents[right[node]] != node:
+            return f"tree {tree.get('id')} node {node} is not its children's parent"
+        pending += [int(left[node]), int(right[node])]
+    if parents[0] != NO_PARENT:
+        return f"tree {tree.get('id')} has a parent above its root"
+    categorical = np.flatnonzero((arrays["split_type"] != 0) & (visits > 0) & (left != -1))
+    if len(categorical):
+        nodes, segments, sizes = (np.asarray(tree[n], dtype=np.int64) for n in ("categories_nodes", "categories_segments", "categories_sizes"))
+        if not (nodes.shape == segments.shape == sizes.shape) or not np.isin(categorical, nodes).all():
+            return f"tree {tree.get('id')} has categorical splits without their categories"
+        if ((segments < 0) | (sizes < 0) | (segments + sizes > len(tree["categories"]))).any():
+            return f"tree {tree.get('id')} has category ranges outside its categories"
+    return None

@@ -104,7 +104,7 @@ def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
 def test_a_file_over_the_size_cap_is_refused_before_parsing(tmp_path):
     padding = "# " + "x" * 1000 + "\n"
     text = EXAMPLE + padding * (MAX_FILE_BYTES // len(padding) + 1)
-    assert config_error(tmp_path, text) == "p.yaml: larger than 1024 KiB; a pipeline file needs a few KiB"
+    assert config_error(tmp_path, text) == "p.yaml: larger than 1 MiB; a pipeline file needs a few KiB"
 
 
 def test_a_huge_scalar_is_named_in_a_bounded_message(tmp_path):

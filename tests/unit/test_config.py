@@ -199,3 +199,23 @@ def test_the_pipeline_file_reference_in_docs_is_current():
     assert committed == render_reference(), (
         "docs/pipeline-file.md is stale: python -m airflow_mlops.config.reference > docs/pipeline-file.md"
     )
+
+
+def test_the_dump_operators_receive_validates_again_under_strict_types():
+    # Operators get `config.model_dump(mode="json")` and parse it again on the worker.
+    for config in load_pipeline_configs(EXAMPLES).configs.values():
+        assert parse_pipeline_config(config.model_dump(mode="json"), "dumped") == config
+
+
+def test_shown_is_bounded_whatever_the_value():
+    from airflow_mlops.config.schema import shown
+
+    nested: list = []
+    nested.append(nested)
+    huge = [["x" * 10_000] * 10_000] * 10_000  # a hundred million references, as an expanded alias would be
+    assert shown("a" * 1_000_000).startswith("'aaaa") and len(shown("a" * 1_000_000)) == 80
+    assert len(shown(huge)) <= 80
+    assert len(shown(nested)) <= 80
+    assert shown(10**5000) == "<int of 16610 bits>"
+    assert shown(PipelineConfig.model_validate(MINIMAL)) == "<PipelineConfig>"
+    assert shown(True) == "True" and shown(0.5) == "0.5" and shown(None) == "None"

@@ -208,7 +208,7 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline file: {_cut(str(exc))}") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_FILE_BYTES // 1024} KiB; a pipeline file needs a few KiB")
+        raise ConfigError(f"{source}: larger than {MAX_FILE_BYTES / 2**20:g} MiB; a pipeline file needs a few KiB")
     try:
         _check_structure(text, source)
         data = yaml.load(text, Loader=_cached_loader())  # noqa: S506 - a SafeLoader subclass

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from airflow_mlops.config import schema as config_schema
-from airflow_mlops.config.schema import SHORT_EXPECTATIONS, pipeline_json_schema
+from airflow_mlops.config.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS_SHOWN, MAX_VALUES
+from airflow_mlops.config.schema import SCHEDULE_PRESETS, SHORT_EXPECTATIONS, pipeline_json_schema
 
 HEADER = """# Pipeline file reference
 
@@ -23,6 +24,39 @@ connection instead.
 
 This page is generated from the schema: `python -m airflow_mlops.config.reference > docs/pipeline-file.md`.
 The same schema as JSON: `airflow-mlops config schema`.
+"""
+
+LIMITS = f"""## Limits and checks
+
+The DAG processor parses every pipeline file on every scan, so a file is read
+defensively; each problem below is a `ConfigError` naming the file, the line or
+field, and what was expected (`airflow-mlops validate FILE` shows the same text).
+
+- **Size:** at most {MAX_FILE_BYTES / 2**20:g} MiB; no more than that is ever read.
+- **Nesting:** at most {MAX_DEPTH} levels of lists and mappings, checked on the
+  YAML event stream before anything is built.
+- **Aliases:** at most {MAX_VALUES:,} values once aliases are expanded (each use of
+  `*anchor` counts the anchored value again); an alias used inside the value it
+  names is refused.
+- **Duplicate keys** in any mapping are refused, naming the key and both lines.
+  Keys merged in with `<<: *anchor` may still be overridden.
+- **Error messages** show at most {MAX_PROBLEMS_SHOWN} problems, and each value
+  in a shortened form, so a huge or aliased value never floods a log.
+- **Schedules:** `null`, a preset ({", ".join(f"`{p}`" for p in SCHEDULE_PRESETS)}) or a
+  5- or 6-field cron expression that croniter, the parser Airflow's cron
+  timetables use, accepts (`0 3 * * 8` and `*/0 * * * *` are refused).
+- **Data locations** (`data.train`, `validation.suite`, `inference.input`,
+  `inference.output`, `drift.current`, `drift.reference`): a relative path may
+  not climb out of the artifact root (`../x`, `a/../../x`); absolute paths,
+  `file:///absolute/path` and `s3://bucket/key` stay allowed. An S3 URI needs a
+  valid bucket name (3-63 lowercase letters, digits, dots and hyphens); other
+  schemes and relative `file://` URIs are refused.
+- **Strict types:** integers, numbers and booleans are taken only as written:
+  `true` is not 1, `'42'` is not 42, and `yes` is not a boolean. Seeds are
+  integers from 0 to 4294967295.
+- **Metrics:** `evaluation.metrics`, `primary_metric` (which the champion
+  comparison and the overfit gap use) and `thresholds` name only metrics that
+  exist for `model.task`, or a `custom_metrics` entry.
 """
 
 
@@ -74,7 +108,7 @@ def _section(title: str, schema: dict[str, Any], defs: dict[str, Any], model: ty
 def render_reference() -> str:
     schema = pipeline_json_schema()
     defs = schema.get("$defs", {})
-    parts = [HEADER, *_section("Top level", schema, defs, config_schema.PipelineConfig)]
+    parts = [HEADER, LIMITS, *_section("Top level", schema, defs, config_schema.PipelineConfig)]
     expectation_names = {cls.__name__ for cls in SHORT_EXPECTATIONS.values()}
     for name in sorted(defs):
         if name in expectation_names or name == "GreatExpectation":

@@ -31,14 +31,23 @@ def s3_server() -> Iterator[str]:
         server.stop()
 
 
-def s3_client_for(endpoint_url: str) -> Any:
-    """A boto3 S3 client bound to `endpoint_url` with dummy credentials (never the machine's)."""
+def dummy_session() -> Any:
+    """A boto3 session with dummy credentials. Reusing one for many clients saves loading the
+    service model each time (about a second on a busy machine); sessions are not thread-safe."""
     import boto3
+
+    return boto3.session.Session(region_name=REGION, **CREDENTIALS)
+
+
+def s3_client_for(endpoint_url: str, *, max_attempts: int = 3, session: Any = None, **config: Any) -> Any:
+    """A boto3 S3 client bound to `endpoint_url` with dummy credentials (never the machine's);
+    `config` adds botocore `Config` options (timeouts, for tests of slow endpoints)."""
     from botocore.config import Config
 
-    session = boto3.session.Session(region_name=REGION, **CREDENTIALS)
+    session = session or dummy_session()
     return session.client(
-        "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 3, "mode": "standard"})
+        "s3", endpoint_url=endpoint_url,
+        config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}, **config),
     )
 
 

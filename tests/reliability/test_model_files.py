@@ -170,7 +170,19 @@ def test_the_allow_list_names_full_types_never_prefixes():
                 "functools.partial", "operator.attrgetter", "numpy.load"} & ALLOWED_TYPES
 
 
-@pytest.mark.parametrize("estimator", ["xgboost.XGBClassifier", "sklearn.naive_bayes.CategoricalNB",
+@pytest.mark.parametrize("estimator", ["subprocess.Popen", "os.system", "builtins.eval", "xgboost.XGBClassifier"])
+def test_an_estimator_outside_scikit_learn_is_never_imported_or_called(estimator, monkeypatch):
+    """A pipeline file naming `subprocess.Popen` with `params: {args: [...]}` used to start it."""
+    import subprocess
+
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    with pytest.raises(TrainingError, match=f"model.estimator {estimator} is not a scikit-learn estimator"):
+        _fit(SklearnTrainer(), B, estimator, params={"args": ["true"]})
+    assert started == []
+
+
+@pytest.mark.parametrize("estimator", ["sklearn.naive_bayes.CategoricalNB",
                                        "sklearn.semi_supervised.SelfTrainingClassifier"])
 def test_an_estimator_off_the_list_is_refused_before_training(estimator):
     with pytest.raises(TrainingError, match=f"model.estimator {estimator} is not one of the estimators"):

@@ -45,6 +45,9 @@ class SklearnTrainer:
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
         path = context.estimator or DEFAULT_ESTIMATORS[context.task]
+        if not path.startswith("sklearn."):
+            # Refused before the import: importing a module named by a pipeline file runs its code.
+            raise TrainingError(f"model.estimator {path} is not a scikit-learn estimator (sklearn.*)")
         estimator_class = import_object(path, "model.estimator")
         if not inspect.isclass(estimator_class):
             raise TrainingError(f"model.estimator {path!r} is not a class")

@@ -9,6 +9,7 @@ here: alerting and storage name Airflow connections instead.
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 import reprlib
 from collections.abc import Iterable
@@ -71,6 +72,18 @@ class _BoundedRepr(reprlib.Repr):
     def repr_int(self, x: int, level: int) -> str:
         # repr() of an int above 4300 digits raises, and below that can still be thousands of characters.
         return repr(x) if x.bit_length() <= 128 else f"<int of {x.bit_length()} bits>"
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        # reprlib sorts every key first; keep the file's order and look at only the keys shown.
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        shown_pairs = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}" for key in itertools.islice(x, self.maxdict)
+        ]
+        more = ", ..." if len(x) > self.maxdict else ""
+        return "{" + ", ".join(shown_pairs) + more + "}"
 
     def repr_instance(self, x: Any, level: int) -> str:
         return repr(x) if isinstance(x, self._SMALL) else f"<{type(x).__name__}>"

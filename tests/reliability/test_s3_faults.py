@@ -224,26 +224,28 @@ METADATA_CALLS: dict[str, Callable[[S3ArtifactStore], object]] = {
     "size": lambda s: s.size("data.bin"),
     "version": lambda s: s.version("data.bin"),
     "open_read": lambda s: open_and_close(s, "data.bin"),
-    "list": lambda s: s.list(""),
+    "list": lambda s: len(s.list("")),
     "is_dir": lambda s: s.is_dir("sub"),
     "delete": lambda s: s.delete("data.bin"),
 }
 
 
-@pytest.mark.parametrize("call", METADATA_CALLS.values(), ids=METADATA_CALLS.keys())
+@pytest.mark.parametrize("name", METADATA_CALLS)
 def test_metadata_calls_ride_out_a_fault_and_raise_storage_error_on_a_persistent_one(
-    store, proxy, direct, bucket, call
+    store, proxy, direct, bucket, name
 ):
-    put_direct(direct, bucket, "root/data.bin", DATA)
+    etag = put_direct(direct, bucket, "root/data.bin", DATA)
     put_direct(direct, bucket, "root/sub/a.bin", b"a")
+    expected = {"exists": True, "size": len(DATA), "version": etag, "open_read": None, "list": 2, "is_dir": True,
+                "delete": None}[name]
     proxy.inject(Fault("drop_after", method=None, path="", times=1))
     proxy.inject(Fault("status", method=None, path="", status=500, code="InternalError", times=1))
-    call(store)
+    assert METADATA_CALLS[name](store) == expected
     put_direct(direct, bucket, "root/data.bin", DATA)
     proxy.clear()
     proxy.inject(Fault("status", method=None, path="", status=500, code="InternalError", times=None))
     with pytest.raises(StorageError, match=rf"s3://{bucket}/root.*failed: .*(InternalError|500)"):
-        call(store)
+        METADATA_CALLS[name](store)
 
 
 def test_a_truncated_listing_is_retried_and_complete(store, proxy, direct, bucket):
@@ -304,14 +306,14 @@ WRITE_FAULTS: dict[str, tuple[Callable[[], list[Fault]], bool, bytes]] = {
 @pytest.mark.parametrize(("faults", "succeeds", "held"), WRITE_FAULTS.values(), ids=WRITE_FAULTS.keys())
 def test_a_write_ends_whole_or_failed(store, proxy, direct, bucket, faults, succeeds, held):
     put_direct(direct, bucket, "root/data.bin", OLD)
-    for fault in faults():
-        proxy.inject(fault)
+    injected = [proxy.inject(fault) for fault in faults()]
     if succeeds:
         ref = store.write_bytes("data.bin", NEW)
         assert ref.sha256 == digest(NEW) and ref.size == len(NEW)
     else:
         with pytest.raises(StorageError, match=r"root/data\.bin: upload failed"):
             store.write_bytes("data.bin", NEW)
+    assert all(fault.applied for fault in injected)
     assert get_direct(direct, bucket, "root/data.bin") == held
 
 
@@ -330,6 +332,9 @@ MULTIPART_FAULTS: dict[str, tuple[Callable[[], list[Fault]], bool]] = {
     "a part always 500": (
         lambda: [Fault("status", method="PUT", path="partNumber=2", status=500, code="InternalError", times=None)], False),
     "a part never reaches S3": (lambda: [Fault("drop_before", method="PUT", path="partNumber=3", times=None)], False),
+    "a part always 500, the abort dropped once": (
+        lambda: [Fault("status", method="PUT", path="partNumber=2", status=500, code="InternalError", times=None),
+                 Fault("drop_before", method="DELETE", path=r"uploadId=")], False),
 }
 
 
@@ -341,16 +346,24 @@ def test_a_multipart_upload_ends_whole_or_failed_and_leaves_no_parts(
                             multipart_threshold=5 * 1024 * 1024)
     path, data = big_file
     put_direct(direct, bucket, "root/data.bin", OLD)
-    for fault in faults():
-        proxy.inject(fault)
+    injected = [proxy.inject(fault) for fault in faults()]
     if succeeds:
         assert store.write_file("data.bin", path).sha256 == digest(data)
     else:
         with pytest.raises(StorageError, match=r"root/data\.bin: upload failed"):
             store.write_file("data.bin", path)
+    assert all(fault.applied for fault in injected)
     assert proxy.requests("POST", r"\?uploads"), "the upload went up in parts"
     assert get_direct(direct, bucket, "root/data.bin") == (data if succeeds else OLD)
     assert direct.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_batch_delete_that_skips_keys_raises_instead_of_reporting_success(store, direct, bucket, monkeypatch):
+    put_direct(direct, bucket, "root/old/a.bin", b"a")
+    refused = {"Errors": [{"Key": "root/old/a.bin", "Code": "AccessDenied", "Message": "Access Denied"}]}
+    monkeypatch.setattr(store.client, "delete_objects", lambda **request: refused)  # S3 answers 200 with Errors
+    with pytest.raises(StorageError, match=r"1 objects were not deleted: root/old/a\.bin \(AccessDenied\)"):
+        store.delete_prefix("old")
 
 
 def test_every_botocore_error_reaches_callers_as_storage_error(tmp_path):

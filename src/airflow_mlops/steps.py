@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.errors import NotFoundError, RegistryError
+from airflow_mlops.errors import ConfigError, NotFoundError, RegistryError
 from airflow_mlops.refs import DatasetRef, GateResult, ModelRef
 
 if TYPE_CHECKING:
@@ -38,6 +38,17 @@ def _load_version(registry: ModelRegistry, store: ArtifactStore, name: str, vers
 # ------------------------------------------------------------------------ training
 
 
+def checked_location(value: str, field: str) -> str:
+    """A location given at trigger time meets the pipeline file's rules (no climbing out of the root)."""
+    from airflow_mlops.config.schema import check_location
+
+    try:
+        check_location(value)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+    return value
+
+
 def train_and_register(
     config: PipelineConfig,
     store: ArtifactStore,
@@ -58,7 +69,7 @@ def train_and_register(
         log.info("this run already registered %s v%s; returning it instead of training again", name, existing.version)
         return {"model": ModelRef(name=name, version=existing.version).to_dict(), "datasets": existing.datasets}
 
-    frame = read_table(data_uri, store)
+    frame = read_table(checked_location(data_uri, "training data"), store)
     split = config.data.split
     datasets = split_dataset(
         frame,
@@ -216,6 +227,7 @@ def check_pipeline_drift(
     """Compare `current_uri` with the reference (the champion's training data by default)."""
     from airflow_mlops.drift import check_drift
 
+    checked_location(current_uri, "drift current data")
     name = config.pipeline
     champion_version = _champion_version(registry, name, config.promotion.alias)
     model_ref = ModelRef(name=name, version=champion_version) if champion_version else None
@@ -275,6 +287,7 @@ def plan_scoring(
     """Plan the chunks for the pinned version; store the plan; return one descriptor per chunk."""
     from airflow_mlops.inference import plan_batch
 
+    checked_location(input_uri, "inference input")
     plan = plan_batch(config, registry, store, run_id=run_id, input_uri=input_uri, version=int(pinned["version"]))
     ref = store.write_json(plan_path, plan.to_dict())
     return [{"plan_uri": ref.uri, "plan_sha256": ref.sha256, "index": chunk.index} for chunk in plan.chunks]

@@ -245,3 +245,24 @@ def test_scoring_leaves_nothing_in_the_system_temp_folder(any_store, tmp_path, m
         assert list(Path(plan.output_prefix).glob(".tmp-*")) == []
     else:  # an upload needs a local file: one per part, named after it so that a retry finds a killed one's
         assert seen_while_scoring and all(name.startswith("airflow-mlops-staging-") for name in seen_while_scoring)
+
+
+@pytest.mark.parametrize(("step", "argument"), [("train", "data_uri"), ("plan", "input_uri"), ("drift", "current_uri")])
+def test_a_trigger_time_location_meets_the_pipeline_files_rules(store, registry, step, argument):
+    """The Trigger form's `training_data`, `input` and `current` Params reach the steps unchecked by the schema."""
+    from airflow_mlops import steps
+    from airflow_mlops.errors import ConfigError
+
+    (Path(store.root).parent / "outside.parquet").write_bytes(parquet(frame(300)))
+    before = snapshot(Path(store.root))
+    calls = {
+        "train": lambda: steps.train_and_register(config(), store, registry, data_uri="../outside.parquet", prefix="run",
+                                                  lineage={"dag_id": "d", "run_id": "r", "task_id": "t"}),
+        "plan": lambda: steps.plan_scoring(config(), store, registry, pinned={"version": 1}, run_id="r",
+                                                   input_uri="../outside.parquet", plan_path="plan.json"),
+        "drift": lambda: steps.check_pipeline_drift(config(), store, registry, current_uri="../outside.parquet",
+                                                    report_path="report.html"),
+    }
+    with pytest.raises(ConfigError, match=r"the relative path '\.\./outside\.parquet' climbs out of the artifact root"):
+        calls[step]()
+    assert snapshot(Path(store.root)) == before

@@ -183,6 +183,9 @@ def test_merge_keys_may_still_override_what_they_merge(tmp_path):
         ("{roc_auc: {min: 0.9}", "{roc_auc: {min: true}", "evaluation.thresholds.roc_auc.min: input should be a valid number, got True"),
         ("thresholds: {roc_auc: {min: 0.9}", "thresholds: {rmse: {max: 0.9}", "evaluation.thresholds: 'rmse' is not a metric for binary_classification"),
         ("primary_metric: roc_auc", "primary_metric: r2", "evaluation.primary_metric: 'r2' is not a metric for binary_classification"),
+        ("flavor: xgboost\n  task: binary_classification\n  estimator: null\n  params: {n_estimators: 200, max_depth: 4, learning_rate: 0.1}",
+         "flavor: sklearn\n  task: binary_classification\n  estimator: subprocess.Popen\n  params: {args: [touch, /tmp/x]}",
+         "model: estimator: expected a scikit-learn estimator such as sklearn.ensemble.RandomForestClassifier, got 'subprocess.Popen'"),
     ],
 )
 def test_an_invalid_value_is_a_config_error_naming_the_field(tmp_path, old, new, expected):

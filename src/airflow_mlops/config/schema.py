@@ -132,7 +132,7 @@ def _check_schedule(value: str | None) -> str | None:
     return value
 
 
-def _check_location(value: str | None) -> str | None:
+def check_location(value: str | None) -> str | None:
     """A path or URI the artifact store can open; a relative path must stay inside the artifact root."""
     if value is None:
         return value
@@ -163,7 +163,7 @@ def _check_location(value: str | None) -> str | None:
     return value
 
 
-Location = Annotated[str, AfterValidator(_check_location)]
+Location = Annotated[str, AfterValidator(check_location)]
 # numpy's and scikit-learn's seeds must fit 32 unsigned bits.
 Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 
@@ -382,6 +382,10 @@ class ModelConfig(_Section):
     def _estimator_fits_flavor(self) -> ModelConfig:
         if self.flavor == "xgboost" and self.estimator is not None:
             raise ValueError("estimator: must be empty for flavor xgboost (set params instead)")
+        if self.flavor == "sklearn" and self.estimator is not None and not self.estimator.startswith("sklearn."):
+            # Training imports this path; only scikit-learn's own estimators are loaded back safely.
+            raise ValueError(f"estimator: expected a scikit-learn estimator such as "
+                             f"sklearn.ensemble.RandomForestClassifier, got {shown(self.estimator)}")
         return self
 
 

@@ -495,9 +495,48 @@ class RetrainingConfig(_Section):
     on_new_data: StrictBool = Field(True, description="also run when the training data Asset is updated")
 
 
+class MaxDrop(_Section):
+    amount: StrictFloat = Field(gt=0.0, description="largest allowed drop of a metric from the champion's own test-set value, in its bad direction")
+    relative: StrictBool = Field(False, description="amount is a fraction of the test-set value")
+
+
+class MonitoringConfig(_Section):
+    """Performance of the served model once labels arrive, and estimated before they do."""
+
+    labels: Location | None = Field(
+        None, description="where ground truth lands: a file or folder of parquet/csv parts with the data.ids columns and the label; when empty the monitor DAG is not scheduled and asks for it when triggered"
+    )
+    label: str | None = Field(None, description="the label column in the labels data (default: data.target)")
+    event_time: str | None = Field(
+        None, description="optional column of the labels: when the outcome happened; a label then matches the latest prediction committed before it, and `window` counts back from the newest one"
+    )
+    metrics: list[str] | None = Field(None, description="default: evaluation.metrics")
+    slices: list[SliceConfig] | None = Field(None, description="default: evaluation.slices")
+    thresholds: dict[str, Threshold] = Field(default_factory=dict, description="absolute bounds on realized metrics")
+    max_drop: MaxDrop | None = Field(None, description="allowed drop of each monitored metric from the champion's own test-set value")
+    min_labels: StrictInt = Field(100, ge=1, description="with fewer labelled predictions there is no verdict, only a record")
+    window: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}[hdw]$")] = Field(
+        "7d", description="how far back scoring runs (and labels with an event_time) count: a number and h, d or w"
+    )
+    estimate: StrictBool = Field(True, description="estimate classifier performance after each batch, before labels arrive (CBPE)")
+    on_degradation: Literal["retrain", "alert", "fail"] = "alert"
+    schedule: Schedule = "@daily"
+    on_new_labels: StrictBool = Field(True, description="also run when the labels Asset is updated")
+
+    @field_validator("slices", mode="before")
+    @classmethod
+    def _slice_shorthand(cls, value: Any) -> Any:
+        return EvaluationConfig._slice_shorthand(value)
+
+    @property
+    def window_timedelta(self) -> datetime.timedelta:
+        count, unit = int(self.window[:-1]), self.window[-1]
+        return datetime.timedelta(hours=count * {"h": 1, "d": 24, "w": 168}[unit])
+
+
 class AlertsConfig(_Section):
-    on: list[Literal["failure", "gate_failed", "drift"]] = Field(
-        default_factory=lambda: ["failure", "gate_failed", "drift"]
+    on: list[Literal["failure", "gate_failed", "drift", "degradation"]] = Field(
+        default_factory=lambda: ["failure", "gate_failed", "drift", "degradation"]
     )
     email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(default_factory=list)
     slack_webhook_conn_id: str | None = Field(None, description="an Airflow connection holding the webhook (never the URL itself)")
@@ -523,6 +562,7 @@ class PipelineConfig(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    monitoring: MonitoringConfig | None = Field(None, description="performance after deployment; absent = no monitor DAG")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="after")
@@ -552,6 +592,26 @@ class PipelineConfig(_Section):
         for name in [evaluation.primary_metric, *evaluation.thresholds]:
             if name not in evaluation.metrics:
                 evaluation.metrics.append(name)
+        monitoring = self.monitoring
+        if monitoring is not None:
+            builtin = set(known)  # custom metrics need the whole arrays; monitoring computes out of core
+            if monitoring.metrics is None:
+                monitoring.metrics = [m for m in evaluation.metrics if m in builtin]
+            for where, names in {"monitoring.metrics": monitoring.metrics,
+                                 "monitoring.thresholds": list(monitoring.thresholds)}.items():
+                unknown = [n for n in names if n not in builtin]
+                if unknown:
+                    raise ValueError(
+                        f"{where}: {shown_list(unknown)} is not a metric monitoring computes for {task}; "
+                        f"expected one of {shown_list(sorted(builtin), most=20)}"
+                    )
+            for name in monitoring.thresholds:
+                if name not in monitoring.metrics:
+                    monitoring.metrics.append(name)
+            if monitoring.slices is None:
+                monitoring.slices = list(evaluation.slices)
+            if monitoring.label is None:
+                monitoring.label = self.data.target
         if self.data.split.stratify and task == "regression":
             self.data.split.stratify = False
         return self

@@ -251,9 +251,8 @@ def check_pipeline_drift(
         store,
         report_path=report_path,
         reference_cache_key=cache_key,
-        registry=registry,
-        model_ref=model_ref,
     )
+    registry.record_drift(name, version=champion_version, run_id=run_id, **result.record)
     gate: GateResult = result.gate
     return {
         "drifted": not gate.passed,

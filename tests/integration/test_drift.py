@@ -95,13 +95,20 @@ def test_large_inputs_are_sampled_and_the_reference_sample_is_cached(store, monk
     assert again.drifted_columns == first.drifted_columns
 
 
-def test_drift_record_goes_to_the_registry(store, tmp_path):
+def test_the_drift_step_records_the_check_with_its_run_id(store, tmp_path):
+    """The step writes the record (the ML module never touches the registry) and keeps the run id."""
+    from airflow_mlops.steps import check_pipeline_drift
+
     registry = ModelRegistry(f"sqlite:///{tmp_path / 'r.db'}")
     reference, current = tables(shift=("a", "b", "c", "d"))
-    result = check_drift(config(), reference, current, store, report_path="r.html", registry=registry)
+    write_table(reference, "ref.parquet", store)
+    write_table(current, "current.parquet", store)
+    outcome = check_pipeline_drift(config(reference="ref.parquet"), store, registry, current_uri="current.parquet",
+                                   report_path="r.html", run_id="manual__2026-11-28")
     record = registry.drift_records("shop")[-1]
-    assert record.drifted_columns == result.drifted_columns and not record.passed
-    assert record.report_uri == result.gate.report.uri
+    assert record.drifted_columns == outcome["drifted_columns"] and not record.passed
+    assert record.report_uri == outcome["gate"].report.uri
+    assert record.run_id == "manual__2026-11-28"
 
 
 def test_columns_must_exist_on_both_sides(store):

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_mlops.config import PipelineConfig
-    from airflow_mlops.refs import ModelRef
     from airflow_mlops.storage import ArtifactStore
 
 PREDICTION = "prediction"
@@ -176,8 +175,6 @@ def check_drift(
     *,
     report_path: str,
     reference_cache_key: str | None = None,
-    registry: Any = None,
-    model_ref: ModelRef | None = None,
 ) -> DriftResult:
     """Compare `current` with `reference` (DataFrames or dataset URIs) under the large-data policy."""
     from airflow_mlops.data import fingerprint_table
@@ -235,8 +232,6 @@ def check_drift(
         "current_fingerprint": fingerprint_table(current_frame),
         "report_uri": report.uri,
     }
-    if registry is not None:
-        registry.record_drift(config.pipeline, version=model_ref.version if model_ref else None, **record)
     return DriftResult(gate=gate, record=record, drifted_columns=[r.column for r in drifted], columns=results)
 
 

@@ -11,7 +11,9 @@ __all__ = [
     "EvaluationRecord",
     "ModelRegistry",
     "ModelVersion",
+    "PerformanceRecord",
     "RegisteredModel",
+    "ScoringRun",
     "default_registry_url",
 ]
 
@@ -22,7 +24,10 @@ def __getattr__(name: str) -> Any:
         from airflow_mlops.registry import api
 
         return getattr(api, name)
-    if name in {"AliasEvent", "DriftRecord", "EvaluationRecord", "ModelVersion", "RegisteredModel"}:
+    if name in {
+        "AliasEvent", "DriftRecord", "EvaluationRecord", "ModelVersion", "PerformanceRecord", "RegisteredModel",
+        "ScoringRun",
+    }:
         from airflow_mlops.registry import records
 
         return getattr(records, name)

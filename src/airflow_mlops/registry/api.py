@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,7 +32,9 @@ from airflow_mlops.registry.models import (
     DriftRow,
     EvaluationRow,
     ModelVersionRow,
+    PerformanceRow,
     RegisteredModelRow,
+    ScoringRunRow,
     utcnow,
 )
 from airflow_mlops.registry.records import (
@@ -39,7 +42,9 @@ from airflow_mlops.registry.records import (
     DriftRecord,
     EvaluationRecord,
     ModelVersion,
+    PerformanceRecord,
     RegisteredModel,
+    ScoringRun,
 )
 
 UNCHECKED: Any = object()
@@ -635,14 +640,18 @@ class ModelRegistry:
         compared_to_version: int | None = None,
         report_uri: str | None = None,
         run_id: str | None = None,
+        predictions_uri: str | None = None,
+        predictions_sha256: str | None = None,
     ) -> EvaluationRecord:
+        """`predictions_uri`/`_sha256`: the version's stored held-out test predictions, if any."""
         with self._write() as session:
             model = self._model(session, name)
             self._version_row(session, model, version)
             row = EvaluationRow(
                 model_id=model.id, version=version, dataset_fingerprint=dataset_fingerprint, metrics=metrics,
                 slice_metrics=slice_metrics or {}, compared_to_version=compared_to_version, passed=passed,
-                report_uri=report_uri, run_id=run_id, at=utcnow(),
+                report_uri=report_uri, run_id=run_id, at=utcnow(), predictions_uri=predictions_uri,
+                predictions_sha256=predictions_sha256,
             )
             session.add(row)
             session.flush()
@@ -668,23 +677,167 @@ class ModelRegistry:
         current_fingerprint: str | None = None,
         report_uri: str | None = None,
         run_id: str | None = None,
+        kind: str = "data",
     ) -> DriftRecord:
+        """`kind`: 'data' (the model's inputs) or 'prediction' (its outputs against its test predictions)."""
+        if kind not in DRIFT_KINDS:
+            raise RegistryError(f"drift kind {kind!r}: expected one of {', '.join(DRIFT_KINDS)}")
         with self._write() as session:
             model = self._model_for_write(session, name)
             row = DriftRow(
                 model_id=model.id, version=version, reference_fingerprint=reference_fingerprint,
                 current_fingerprint=current_fingerprint, drift_share=drift_share, drifted_columns=drifted_columns,
-                passed=passed, report_uri=report_uri, run_id=run_id, at=utcnow(),
+                passed=passed, report_uri=report_uri, run_id=run_id, at=utcnow(), kind=kind,
             )
             session.add(row)
             session.flush()
             return _drift(name, row)
 
-    def drift_records(self, name: str) -> list[DriftRecord]:
+    def drift_records(self, name: str, *, kind: str | None = None) -> list[DriftRecord]:
+        """Drift records, oldest first (every kind when `kind` is None)."""
         with self._read() as session:
             model = self._model(session, name)
-            rows = session.scalars(select(DriftRow).where(DriftRow.model_id == model.id).order_by(DriftRow.id))
-            return [_drift(name, row) for row in rows]
+            query = select(DriftRow).where(DriftRow.model_id == model.id)
+            if kind is not None:
+                query = query.where(DriftRow.kind == kind)
+            return [_drift(name, row) for row in session.scalars(query.order_by(DriftRow.id))]
+
+    # ------------------------------------------------------------ monitoring
+
+    def record_scoring_run(
+        self,
+        name: str,
+        version: int,
+        *,
+        dag_id: str,
+        run_id: str,
+        manifest_uri: str,
+        output_prefix: str,
+        rows: int,
+        seconds: float | None = None,
+        input_fingerprint: str | None = None,
+        committed_at: datetime | None = None,
+    ) -> ScoringRun:
+        """Record a committed batch-inference run of `name` v`version`.
+
+        Idempotent per (model, dag_id, run_id): a retried commit updates the same
+        row (the latest commit's manifest wins) instead of adding a second one.
+        """
+        values = {
+            "version": version, "manifest_uri": manifest_uri, "output_prefix": output_prefix, "rows": int(rows),
+            "seconds": None if seconds is None else float(seconds), "input_fingerprint": input_fingerprint,
+            "committed_at": committed_at or utcnow(),
+        }
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            self._version_row(session, model, version)
+            row = session.scalars(
+                select(ScoringRunRow).where(
+                    ScoringRunRow.model_id == model.id, ScoringRunRow.dag_id == dag_id, ScoringRunRow.run_id == run_id
+                )
+            ).first()
+            if row is None:
+                row = ScoringRunRow(model_id=model.id, dag_id=dag_id, run_id=run_id, **values)
+                session.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            session.flush()
+            return _scoring_run(name, row)
+
+    def scoring_runs(self, name: str, *, since: datetime | None = None, limit: int = 200) -> list[ScoringRun]:
+        """Committed batch-inference runs, newest first; `since`: committed at or after it."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(ScoringRunRow).where(ScoringRunRow.model_id == model.id)
+            if since is not None:
+                query = query.where(ScoringRunRow.committed_at >= since)
+            query = query.order_by(ScoringRunRow.committed_at.desc(), ScoringRunRow.id.desc()).limit(limit)
+            return [_scoring_run(name, row) for row in session.scalars(query)]
+
+    def record_performance(
+        self,
+        name: str,
+        version: int,
+        *,
+        kind: str,
+        rows: int,
+        metrics: dict[str, Any],
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        scoring_run_id: str | None = None,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+        labels_fingerprint: str | None = None,
+        labelled_rows: int | None = None,
+        coverage: float | None = None,
+        slice_metrics: dict[str, Any] | None = None,
+        bands: dict[str, Any] | None = None,
+        notes: list[Any] | None = None,
+        passed: bool | None = None,
+        summary: str = "",
+        report_uri: str | None = None,
+    ) -> PerformanceRecord:
+        """Record realized or estimated performance of `name` v`version` (`passed` None: no verdict).
+
+        With a `run_id`, idempotent per (kind, version, dag_id, run_id, scoring_run_id):
+        an Airflow retry replaces the values of the record it wrote before.
+        """
+        if kind not in PERFORMANCE_KINDS:
+            raise RegistryError(f"performance kind {kind!r}: expected one of {', '.join(PERFORMANCE_KINDS)}")
+        values = {
+            "period_start": period_start, "period_end": period_end, "labels_fingerprint": labels_fingerprint,
+            "rows": int(rows), "labelled_rows": None if labelled_rows is None else int(labelled_rows),
+            "coverage": None if coverage is None else float(coverage), "metrics": dict(metrics),
+            "slice_metrics": dict(slice_metrics or {}), "bands": dict(bands or {}), "notes": list(notes or []),
+            "passed": passed, "summary": summary, "report_uri": report_uri, "at": utcnow(),
+        }
+        with self._write() as session:
+            model = self._model(session, name, lock=True)  # serialises the look-up and the insert per model
+            self._version_row(session, model, version)
+            row = None
+            if run_id is not None:
+                row = session.scalars(
+                    select(PerformanceRow).where(
+                        PerformanceRow.model_id == model.id, PerformanceRow.kind == kind,
+                        PerformanceRow.version == version, _same(PerformanceRow.dag_id, dag_id),
+                        PerformanceRow.run_id == run_id, _same(PerformanceRow.scoring_run_id, scoring_run_id),
+                    )
+                ).first()
+            if row is None:
+                row = PerformanceRow(
+                    model_id=model.id, version=version, kind=kind, dag_id=dag_id, run_id=run_id,
+                    scoring_run_id=scoring_run_id, **values,
+                )
+                session.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            session.flush()
+            return _performance(name, row)
+
+    def performance_records(
+        self, name: str, *, kind: str | None = None, version: int | None = None, limit: int = 500
+    ) -> list[PerformanceRecord]:
+        """The newest `limit` performance records, returned oldest first (for charts)."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(PerformanceRow).where(PerformanceRow.model_id == model.id)
+            if kind is not None:
+                query = query.where(PerformanceRow.kind == kind)
+            if version is not None:
+                query = query.where(PerformanceRow.version == version)
+            rows = list(session.scalars(query.order_by(PerformanceRow.id.desc()).limit(limit)))
+            return [_performance(name, row) for row in reversed(rows)]
+
+
+DRIFT_KINDS = ("data", "prediction")
+PERFORMANCE_KINDS = ("realized", "estimated")
+
+
+def _same(column: Any, value: Any) -> Any:
+    """`column = value`, where None matches NULL (SQL's `=` never does)."""
+    return column.is_(None) if value is None else column == value
 
 
 def _v(version: int | None) -> str:
@@ -720,7 +873,8 @@ def _evaluation(name: str, row: EvaluationRow) -> EvaluationRecord:
     return EvaluationRecord(
         name=name, version=row.version, dataset_fingerprint=row.dataset_fingerprint, metrics=dict(row.metrics or {}),
         slice_metrics=dict(row.slice_metrics or {}), compared_to_version=row.compared_to_version, passed=row.passed,
-        report_uri=row.report_uri, run_id=row.run_id, at=row.at,
+        report_uri=row.report_uri, run_id=row.run_id, at=row.at, predictions_uri=row.predictions_uri,
+        predictions_sha256=row.predictions_sha256,
     )
 
 
@@ -729,7 +883,26 @@ def _drift(name: str, row: DriftRow) -> DriftRecord:
         name=name, version=row.version, reference_fingerprint=row.reference_fingerprint,
         current_fingerprint=row.current_fingerprint, drift_share=row.drift_share,
         drifted_columns=list(row.drifted_columns or []), passed=row.passed, report_uri=row.report_uri,
-        run_id=row.run_id, at=row.at,
+        run_id=row.run_id, at=row.at, kind=row.kind or "data",
+    )
+
+
+def _scoring_run(name: str, row: ScoringRunRow) -> ScoringRun:
+    return ScoringRun(
+        name=name, version=row.version, dag_id=row.dag_id, run_id=row.run_id, manifest_uri=row.manifest_uri,
+        output_prefix=row.output_prefix, rows=row.rows, seconds=row.seconds, input_fingerprint=row.input_fingerprint,
+        committed_at=row.committed_at,
+    )
+
+
+def _performance(name: str, row: PerformanceRow) -> PerformanceRecord:
+    return PerformanceRecord(
+        name=name, version=row.version, kind=row.kind, dag_id=row.dag_id, run_id=row.run_id,
+        scoring_run_id=row.scoring_run_id, period_start=row.period_start, period_end=row.period_end,
+        labels_fingerprint=row.labels_fingerprint, rows=row.rows, labelled_rows=row.labelled_rows,
+        coverage=row.coverage, metrics=dict(row.metrics or {}), slice_metrics=dict(row.slice_metrics or {}),
+        bands=dict(row.bands or {}), notes=list(row.notes or []), passed=row.passed, summary=row.summary or "",
+        report_uri=row.report_uri, at=row.at,
     )
 
 

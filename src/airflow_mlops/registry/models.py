@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -129,6 +130,10 @@ class EvaluationRow(Base):
     report_uri: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(250))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The version's held-out test predictions (0002): calibration for estimated
+    # performance and the reference for prediction drift.
+    predictions_uri: Mapped[str | None] = mapped_column(Text)
+    predictions_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class DriftRow(Base):
@@ -145,4 +150,56 @@ class DriftRow(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     report_uri: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(250))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20), default="data", server_default="data")  # data | prediction
+
+
+class ScoringRunRow(Base):
+    """One committed batch-inference run (0002): which version scored what, where the manifest is."""
+
+    __tablename__ = "mlops_scoring_runs"
+    __table_args__ = (
+        UniqueConstraint("model_id", "dag_id", "run_id", name="uq_scoring_run"),
+        Index("ix_scoring_runs_model_committed", "model_id", "committed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("mlops_models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    manifest_uri: Mapped[str] = mapped_column(Text)
+    output_prefix: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    input_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    committed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PerformanceRow(Base):
+    """Realized (labels joined to predictions) or estimated (CBPE) performance of a version (0002)."""
+
+    __tablename__ = "mlops_performance_records"
+    __table_args__ = (Index("ix_performance_model_kind", "model_id", "kind", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("mlops_models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # realized | estimated
+    dag_id: Mapped[str | None] = mapped_column(String(250))
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    scoring_run_id: Mapped[str | None] = mapped_column(String(250))
+    period_start: Mapped[datetime | None] = mapped_column()
+    period_end: Mapped[datetime | None] = mapped_column()
+    labels_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    labelled_rows: Mapped[int | None] = mapped_column(BigInteger)
+    coverage: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    slice_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    bands: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notes: Mapped[list[Any]] = mapped_column(default=list)
+    passed: Mapped[bool | None] = mapped_column(Boolean)  # None: no verdict
+    summary: Mapped[str] = mapped_column(Text, default="")
+    report_uri: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)

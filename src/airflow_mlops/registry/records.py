@@ -75,6 +75,8 @@ class EvaluationRecord(_Record):
     report_uri: str | None
     run_id: str | None
     at: datetime
+    predictions_uri: str | None = None
+    predictions_sha256: str | None = None
 
 
 
@@ -90,4 +92,46 @@ class DriftRecord(_Record):
     report_uri: str | None
     run_id: str | None
     at: datetime
+    kind: str = "data"
 
+
+@dataclass(frozen=True)
+class ScoringRun(_Record):
+    """A committed batch-inference run: the version that scored it and where its manifest is."""
+
+    name: str
+    version: int
+    dag_id: str
+    run_id: str
+    manifest_uri: str
+    output_prefix: str
+    rows: int
+    seconds: float | None
+    input_fingerprint: str | None
+    committed_at: datetime
+
+
+@dataclass(frozen=True)
+class PerformanceRecord(_Record):
+    """Realized or estimated performance of one version (`passed` None: no verdict)."""
+
+    name: str
+    version: int
+    kind: str
+    dag_id: str | None
+    run_id: str | None
+    scoring_run_id: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    labels_fingerprint: str | None
+    rows: int
+    labelled_rows: int | None
+    coverage: float | None
+    metrics: dict[str, Any]
+    slice_metrics: dict[str, Any]
+    bands: dict[str, Any]
+    notes: list[Any]
+    passed: bool | None
+    summary: str
+    report_uri: str | None
+    at: datetime

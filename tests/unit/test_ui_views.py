@@ -6,15 +6,16 @@ import os
 
 import pytest
 
-from airflow_mlops.ui.views import ReportRefusedError, line_chart_svg, report_path_in_root
+from airflow_mlops.ui.charts import line_chart_svg
+from airflow_mlops.ui.views import REPORT_SUFFIX, ArtifactRefusedError, artifact_path_in_root
 
 
 def test_local_reports_inside_the_root_resolve_to_their_relative_path(tmp_path):
     root = tmp_path / "root"
     (root / "reports").mkdir(parents=True)
     (root / "reports" / "r.html").write_text("ok")
-    assert report_path_in_root(str(root), str(root / "reports" / "r.html")) == "reports/r.html"
-    assert report_path_in_root(str(root), f"file://{root}/reports/r.html") == "reports/r.html"
+    assert artifact_path_in_root(str(root), str(root / "reports" / "r.html"), REPORT_SUFFIX) == "reports/r.html"
+    assert artifact_path_in_root(str(root), f"file://{root}/reports/r.html", REPORT_SUFFIX) == "reports/r.html"
 
 
 @pytest.mark.parametrize("uri", [
@@ -33,17 +34,17 @@ def test_local_report_uris_that_leave_the_root_are_refused(tmp_path, uri):
     (root / "reports").mkdir(parents=True)
     (tmp_path / "secret.html").write_text("secret")
     os.symlink(tmp_path / "secret.html", root / "reports" / "link.html")
-    with pytest.raises(ReportRefusedError):
-        report_path_in_root(str(root), uri.format(root=root, outside=tmp_path))
+    with pytest.raises(ArtifactRefusedError):
+        artifact_path_in_root(str(root), uri.format(root=root, outside=tmp_path), REPORT_SUFFIX)
 
 
 def test_s3_reports_must_lie_under_the_root_prefix():
     root = "s3://bucket/mlops"
-    assert report_path_in_root(root, "s3://bucket/mlops/reports/r.html") == "reports/r.html"
+    assert artifact_path_in_root(root, "s3://bucket/mlops/reports/r.html", REPORT_SUFFIX) == "reports/r.html"
     for uri in ("s3://bucket/mlops-other/r.html", "s3://bucket/mlops/../x.html", "s3://other/mlops/r.html",
                 "s3://bucket/mlops/a/./r.html", "s3://bucket/mlops//r.html", "/etc/r.html"):
-        with pytest.raises(ReportRefusedError):
-            report_path_in_root(root, uri)
+        with pytest.raises(ArtifactRefusedError):
+            artifact_path_in_root(root, uri, REPORT_SUFFIX)
 
 
 def test_chart_plots_numbers_and_escapes_labels():

@@ -21,6 +21,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 # Reports may run their own scripts (Evidently's charts) but only in an opaque
 # origin: they can read neither the Airflow session nor our API.
 REPORT_CSP = "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data:; connect-src 'none'"
+# Manifests are data: no script of any kind, and never sniffed as something else.
+MANIFEST_CSP = "sandbox; default-src 'none'"
 
 
 class LazyApp:
@@ -133,6 +135,10 @@ def create_app() -> "FastAPI":
         return page(request, "model.html", user, model=registry_views.model(name),
                     can_edit=can_edit(user, registry_views, name))
 
+    @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
+    def monitoring_page(request: Request, name: ModelName, user: GetUserDep, registry_views: ViewsDep) -> HTMLResponse:
+        return page(request, "monitoring.html", user, m=registry_views.monitoring(name))
+
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
     def version_page(request: Request, name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep, registry_views: ViewsDep) -> HTMLResponse:
         return page(request, "version.html", user, name=name, version=registry_views.version(name, version))
@@ -150,6 +156,11 @@ def create_app() -> "FastAPI":
     def report(user: GetUserDep, registry_views: ViewsDep, uri: Annotated[str, Query(max_length=2048)]) -> Response:
         return Response(registry_views.report(uri), media_type="text/html",
                         headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/manifests")
+    def manifest(user: GetUserDep, registry_views: ViewsDep, uri: Annotated[str, Query(max_length=2048)]) -> Response:
+        return Response(registry_views.manifest(uri), media_type="application/json",
+                        headers={"Content-Security-Policy": MANIFEST_CSP, "X-Content-Type-Options": "nosniff"})
 
     # ------------------------------------------------------------------ API
 
@@ -172,6 +183,11 @@ def create_app() -> "FastAPI":
     def api_model(name: ModelName, user: GetUserDep, registry_views: ViewsDep) -> dict[str, Any]:
         model = registry_views.model(name)
         return {k: v for k, v in model.items() if not k.endswith("_chart")}
+
+    @app.get("/api/models/{name}/monitoring")
+    def api_monitoring(name: ModelName, user: GetUserDep, registry_views: ViewsDep) -> dict[str, Any]:
+        monitoring = registry_views.monitoring(name)
+        return {k: v for k, v in monitoring.items() if k != "charts"}
 
     @app.get("/api/models/{name}/versions/{version}")
     def api_version(name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep, registry_views: ViewsDep) -> dict[str, Any]:

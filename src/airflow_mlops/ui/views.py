@@ -2,12 +2,11 @@
 
 `RegistryViews` turns registry records into plain dicts for the pages and the
 JSON API, carries out promotions and rollbacks with the caller as actor, and
-serves HTML reports only from inside the artifact root.
+serves HTML reports and batch manifests only from inside the artifact root.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import posixpath
 from dataclasses import dataclass
@@ -17,18 +16,32 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.config.schema import DEFAULT_PRIMARY_METRIC
 from airflow_mlops.errors import ArtifactNotFoundError, NotFoundError, RegistryError
 from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
+from airflow_mlops.inference.plan import MANIFEST_NAME
+from airflow_mlops.ui.charts import (
+    ReferenceLine,
+    TimePoint,
+    TimeSeries,
+    line_chart_svg,
+    time_chart_svg,
+)
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.config.schema import MonitoringConfig
     from airflow_mlops.registry import ModelRegistry
-    from airflow_mlops.registry.records import ModelVersion
+    from airflow_mlops.registry.records import ModelVersion, PerformanceRecord
     from airflow_mlops.storage import ArtifactStore
 
 MAX_REASON_CHARS = 2000
+REPORT_SUFFIX = ".html"
+MANIFEST_SUFFIX = f"/{MANIFEST_NAME}"
+MONITORING_DOCS = "docs/monitoring.md"
 
 
-class ReportRefusedError(ArtifactNotFoundError):
-    """A report URI that is not an HTML file inside the artifact root; answered like a missing file."""
+class ArtifactRefusedError(ArtifactNotFoundError):
+    """A URI the UI will not serve (not a report or manifest inside the artifact root); answered like a missing file."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +106,7 @@ class RegistryViews:
 
     def model(self, name: str) -> dict[str, Any]:
         """Everything the model page shows."""
-        versions = self.registry.search_versions(name)
-        if not versions and name not in {m.name for m in self.registry.list_models()}:
-            raise NotFoundError(f"no registered model named {name!r}")
+        versions = self._versions_of_known_model(name)
         settings = self.settings(name, versions[-1].task if versions else None)
         test_metrics = self._latest_test_metrics(name)
         evaluations = [e.to_dict() for e in self.registry.evaluations(name)]
@@ -116,6 +127,65 @@ class RegistryViews:
             "drift_chart": line_chart_svg(
                 [(d["at"][:16].replace("T", " "), d["drift_share"]) for d in drift], "drift share over time"
             ),
+        }
+
+    def monitoring(self, name: str) -> dict[str, Any]:
+        """How the deployed model fares: realized and estimated performance against its limits,
+        label coverage, per-slice results, data and prediction drift, and the batch-inference runs."""
+        versions = self._versions_of_known_model(name)
+        settings = self.settings(name, versions[-1].task if versions else None)
+        config = self.pipelines.get(name)
+        monitoring_config = config.monitoring if config is not None else None
+        champion_version = self.registry.aliases(name).get(settings.alias)
+        champion_test = self._latest_test_metrics(name).get(champion_version, {}) if champion_version else {}
+        realized = self.registry.performance_records(name, kind="realized")
+        estimated = self.registry.performance_records(name, kind="estimated")
+        metrics = _monitored_metrics(settings.primary_metric, monitoring_config, realized + estimated)
+        references = {
+            metric: _reference_lines(metric, monitoring_config, champion_version, champion_test.get(metric))
+            for metric in metrics
+        }
+        drift = self.registry.drift_records(name)
+        scoring_runs = self.registry.scoring_runs(name)
+        return {
+            "name": name,
+            "settings": {**settings.__dict__, "higher_is_better": settings.higher_is_better},
+            "configured": monitoring_config is not None,
+            "thresholds_known": config is not None,
+            "monitor_dag_id": f"{config.pipeline}__monitor" if monitoring_config is not None else None,
+            "docs": MONITORING_DOCS,
+            "champion_version": champion_version,
+            "metrics": metrics,
+            "reference_lines": {m: [line.__dict__ for line in lines] for m, lines in references.items()},
+            "realized": [r.to_dict() for r in realized],
+            "estimated": [r.to_dict() for r in estimated],
+            "latest_slices": _slice_rows(realized[-1] if realized else None, metrics),
+            "drift": [d.to_dict() for d in drift],
+            "scoring_runs": [run.to_dict() for run in scoring_runs],
+            "charts": {
+                "performance": {
+                    metric: time_chart_svg(
+                        f"{metric} over time",
+                        [_performance_series("realized", metric, realized),
+                         _performance_series("estimated", metric, estimated)],
+                        references[metric],
+                    )
+                    for metric in metrics
+                },
+                "coverage": time_chart_svg(
+                    "label coverage (labelled share of scored rows)",
+                    [TimeSeries("coverage", "coverage",
+                                [TimePoint(_period_time(r), r.coverage) for r in realized])],
+                    value_range=(0.0, 1.0),
+                ),
+                "drift": time_chart_svg(
+                    "drift share over time",
+                    [TimeSeries(f"{kind} drift", f"{kind}-drift",
+                                [TimePoint(d.at, d.drift_share, d.passed) for d in drift if d.kind == kind])
+                     for kind in ("data", "prediction")],
+                    value_range=(0.0, 1.0),
+                ),
+            },
         }
 
     def version(self, name: str, version: int) -> dict[str, Any]:
@@ -194,9 +264,19 @@ class RegistryViews:
 
     def report(self, uri: str) -> bytes:
         """The bytes of an HTML report, refused unless it lies inside the artifact root."""
-        return self.store.read_bytes(report_path_in_root(self.store.root, uri))
+        return self.store.read_bytes(artifact_path_in_root(self.store.root, uri, REPORT_SUFFIX))
+
+    def manifest(self, uri: str) -> bytes:
+        """The bytes of a batch-inference manifest, refused unless it lies inside the artifact root."""
+        return self.store.read_bytes(artifact_path_in_root(self.store.root, uri, MANIFEST_SUFFIX))
 
     # ------------------------------------------------------------------ helpers
+
+    def _versions_of_known_model(self, name: str) -> list[ModelVersion]:
+        versions = self.registry.search_versions(name)
+        if not versions and name not in {m.name for m in self.registry.list_models()}:
+            raise NotFoundError(f"no registered model named {name!r}")
+        return versions
 
     def _latest_test_metrics(self, name: str) -> dict[int, dict[str, Any]]:
         """Per version, the metrics of its latest evaluation on a held-out test set."""
@@ -220,64 +300,78 @@ class RegistryViews:
         }
 
 
-def report_path_in_root(root: str, uri: str) -> str:
-    """`uri` as a path inside the artifact `root`, or `ReportRefusedError`.
+def artifact_path_in_root(root: str, uri: str, suffix: str) -> str:
+    """`uri` as a path inside the artifact `root`, or `ArtifactRefusedError`.
 
-    Only `.html` files strictly inside the root qualify: no `..`, no symlink or
-    prefix trick leads out of it, whatever the registry or the request says.
+    Only files whose URI ends in `suffix` (`.html` reports, `/_manifest.json`
+    manifests) strictly inside the root qualify: no `..`, no symlink or prefix
+    trick leads out of it, whatever the registry or the request says.
     """
-    if not uri or "\x00" in uri or not uri.lower().endswith(".html"):
-        raise ReportRefusedError(f"{uri!r}: not an HTML report of the artifact store")
+    if not uri or "\x00" in uri or not uri.lower().endswith(suffix):
+        raise ArtifactRefusedError(f"{uri!r}: not a {suffix} file of the artifact store")
     if root.startswith("s3://"):
         prefix = root.rstrip("/") + "/"
         relative = uri[len(prefix):] if uri.startswith(prefix) else ""
         if not relative or posixpath.normpath(relative) != relative or relative.startswith(("../", "/")):
-            raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+            raise ArtifactRefusedError(f"{uri!r}: outside the artifact root {root}")
         return relative
     local = uri[len("file://"):] if uri.startswith("file://") else uri
     if "://" in local or not os.path.isabs(local):
-        raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+        raise ArtifactRefusedError(f"{uri!r}: outside the artifact root {root}")
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(local))
     if real_root not in real.parents:
-        raise ReportRefusedError(f"{uri!r}: outside the artifact root {root}")
+        raise ArtifactRefusedError(f"{uri!r}: outside the artifact root {root}")
     return str(real.relative_to(real_root))
 
 
-def line_chart_svg(points: list[tuple[str, Any]], title: str, width: int = 560, height: int = 180) -> str:
-    """A small inline SVG line chart of labelled values (non-numbers are left out)."""
-    values = [(label, float(v)) for label, v in points if isinstance(v, int | float) and not isinstance(v, bool)]
-    e = html.escape
-    if not values:
-        return f'<p class="empty">{e(title)}: no data yet</p>'
-    left, right, top, bottom = 48, 12, 24, 36
-    low, high = min(v for _, v in values), max(v for _, v in values)
-    span = (high - low) or abs(high) or 1.0
-    low, high = low - span * 0.1, high + span * 0.1
-    step = (width - left - right) / max(len(values) - 1, 1)
+def _monitored_metrics(primary: str, config: MonitoringConfig | None, records: list[PerformanceRecord]) -> list[str]:
+    """The pipeline file's monitored metrics, else those the records hold; the primary metric first."""
+    found = list(config.metrics or []) if config is not None else []
+    found += sorted({m for r in records for m in r.metrics} - set(found))
+    return sorted(found, key=lambda metric: metric != primary)
 
-    def xy(i: int, value: float) -> tuple[float, float]:
-        return left + i * step, top + (high - value) / (high - low) * (height - top - bottom)
 
-    coords = [xy(i, v) for i, (_, v) in enumerate(values)]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{e(label)}: {v:.4g}</title></circle>'
-        for (x, y), (label, v) in zip(coords, values, strict=True)
-    )
-    every = max(1, len(values) // 8)
-    labels = "".join(
-        f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{e(label)}</text>'
-        for i, ((x, _), (label, _)) in enumerate(zip(coords, values, strict=True)) if i % every == 0
-    )
-    axis = (f'<text x="4" y="{top + 4}">{high:.4g}</text>'
-            f'<text x="4" y="{height - bottom}">{low:.4g}</text>')
-    return (
-        f'<svg class="chart" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
-        f'<text x="{left}" y="14" class="title">{e(title)}</text>{axis}'
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>'
-        f'<polyline points="{path}" fill="none"/>{dots}{labels}</svg>'
-    )
+def _reference_lines(
+    metric: str, config: MonitoringConfig | None, champion_version: int | None, test_value: Any
+) -> list[ReferenceLine]:
+    """The lines a metric's chart draws: the champion's test-set value, the floor (or ceiling) its
+    allowed drop leaves, and the absolute thresholds, each only where it is known."""
+    lines = []
+    if isinstance(test_value, int | float) and champion_version is not None:
+        lines.append(ReferenceLine(f"champion v{champion_version} test", float(test_value), "champion"))
+        if config is not None and config.max_drop is not None:
+            drop = config.max_drop.amount * (abs(test_value) if config.max_drop.relative else 1.0)
+            worse = -1.0 if GREATER_IS_BETTER.get(metric, True) else 1.0
+            lines.append(ReferenceLine("allowed drop", float(test_value) + worse * drop, "allowed-drop"))
+    threshold = config.thresholds.get(metric) if config is not None else None
+    if threshold is not None:
+        lines += [ReferenceLine(f"threshold {side}", bound, "threshold")
+                  for side, bound in (("min", threshold.min), ("max", threshold.max)) if bound is not None]
+    return lines
+
+
+def _period_time(record: PerformanceRecord) -> datetime:
+    return record.period_end or record.at
+
+
+def _performance_series(kind: str, metric: str, records: list[PerformanceRecord]) -> TimeSeries:
+    points = []
+    for record in records:
+        band = record.bands.get(metric)
+        points.append(TimePoint(_period_time(record), record.metrics.get(metric), record.passed,
+                                (float(band[0]), float(band[1])) if band and None not in band else None))
+    return TimeSeries(kind, kind, points)
+
+
+def _slice_rows(record: PerformanceRecord | None, metrics: list[str]) -> list[dict[str, Any]]:
+    """The latest realized record per slice: one row per "column=value" with its rows and metrics."""
+    if record is None:
+        return []
+    return [
+        {"slice": key, "rows": values.get("rows"), "metrics": {m: values.get(m) for m in metrics}}
+        for key, values in sorted(record.slice_metrics.items())
+    ]
 
 
 def _checked_reason(reason: str) -> str:

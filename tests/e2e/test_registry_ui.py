@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ pytestmark = pytest.mark.slow
 
 PIPELINE_FILE = """\
 pipeline: churn
-data: {train: data/churn/train.parquet, target: churned}
+data: {train: data/churn/train.parquet, target: churned, ids: [customer_id]}
 model: {flavor: xgboost, task: binary_classification}
 evaluation: {primary_metric: roc_auc}
+monitoring: {labels: labels/churn/, thresholds: {roc_auc: {min: 0.85}}}
 """
 
 
@@ -57,11 +59,30 @@ def _seed(registry: ModelRegistry, store: Any) -> dict[str, str]:
                        run_id="manual__v1")
     registry.set_alias(MODEL, "champion", 2, actor="airflow", reason="beats v1 on roc_auc", dag_id="churn__retrain",
                        run_id="manual__v2")
+    _seed_monitoring(registry, store)
     drift = store.write_bytes("reports/churn/drift-1.html", b"<html><body>Drift report</body></html>")
     reports["drift"] = drift.uri
     registry.record_drift(MODEL, version=2, drift_share=0.4, drifted_columns=["tenure", "charges"], passed=False,
                           report_uri=drift.uri, run_id="scheduled__1")
     return reports
+
+
+def _seed_monitoring(registry: ModelRegistry, store: Any) -> None:
+    """Two weeks of v2 in service: a batch, estimated and realized roc_auc, a prediction drift check."""
+    start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    for week, auc in enumerate((0.9, 0.84)):
+        end = start + timedelta(days=7 * (week + 1))
+        manifest = store.write_json(f"predictions/churn/week{week}/_manifest.json", {"rows": 1000})
+        registry.record_scoring_run(MODEL, 2, dag_id="churn__batch_inference", run_id=f"scheduled__w{week}",
+                                    manifest_uri=manifest.uri, output_prefix=f"{store.root}/predictions/churn/week{week}",
+                                    rows=1000, seconds=4.2, committed_at=end - timedelta(days=6))
+        registry.record_performance(MODEL, 2, kind="estimated", rows=1000, metrics={"roc_auc": auc + 0.01},
+                                    bands={"roc_auc": [auc - 0.02, auc + 0.04]}, period_end=end - timedelta(days=6))
+        registry.record_performance(MODEL, 2, kind="realized", rows=1000, labelled_rows=700, coverage=0.7,
+                                    metrics={"roc_auc": auc}, period_start=end - timedelta(days=7), period_end=end,
+                                    passed=auc >= 0.85, slice_metrics={"plan=basic": {"rows": 400, "roc_auc": auc - 0.05}})
+    registry.record_drift(MODEL, version=2, drift_share=0.6, drifted_columns=["prediction"], passed=False,
+                          kind="prediction")
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +136,7 @@ def get_json(ui, path: str, user: str = "admin") -> Any:
 READ_ENDPOINTS = [
     "/mlops/models", f"/mlops/models/{MODEL}", f"/mlops/models/{MODEL}/versions/1",
     f"/mlops/models/{MODEL}/compare?a=1&b=2", "/mlops/runs/churn__retrain/manual__v2",
+    f"/mlops/models/{MODEL}/monitoring", f"/mlops/api/models/{MODEL}/monitoring",
     "/mlops/api/models", f"/mlops/api/models/{MODEL}", f"/mlops/api/models/{MODEL}/versions/2",
     f"/mlops/api/models/{MODEL}/compare?a=1&b=2", "/mlops/api/runs/churn__retrain/manual__v2",
 ]
@@ -314,6 +336,15 @@ def test_browser_rollback_of_the_champion(ui):
             page.goto(f"{ui.base_url}/mlops/models")
             expect(page.locator(f"tr[data-model={MODEL}] td.champion")).to_contain_text("v1")
             page.screenshot(path=str(SCREENSHOTS / "4-models-after-rollback.png"))
+
+            # The monitoring page: realized and estimated roc_auc drawn against the threshold.
+            page.click(f"text={MODEL}")
+            page.click("#monitoring-link")
+            chart = page.locator("#performance-roc_auc svg")
+            expect(chart.locator(".series circle")).to_have_count(4)
+            expect(chart.locator(".series circle.breach")).to_have_count(1)
+            expect(chart.locator(".reference.threshold title")).to_have_text("threshold min: 0.85")
+            page.screenshot(path=str(SCREENSHOTS / "5-monitoring.png"), full_page=True)
         finally:
             browser.close()
     assert ui.registry.aliases(MODEL)["champion"] == 1

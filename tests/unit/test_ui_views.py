@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_mlops.ui.charts import line_chart_svg
+from airflow_mlops.ui.charts import (
+    ReferenceLine,
+    TimePoint,
+    TimeSeries,
+    line_chart_svg,
+    time_chart_svg,
+)
 from airflow_mlops.ui.views import REPORT_SUFFIX, ArtifactRefusedError, artifact_path_in_root
 
 
@@ -52,3 +60,17 @@ def test_chart_plots_numbers_and_escapes_labels():
     assert svg.count("<circle") == 2  # None and booleans are not plotted
     assert "&lt;v2&gt;" in svg and "auc &amp; more" in svg and "<v2>" not in svg
     assert "no data yet" in line_chart_svg([("v1", None)], "auc")
+
+
+def test_time_chart_places_points_by_time_and_draws_reference_lines():
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    series = TimeSeries("realized", "realized", [
+        TimePoint(start, 0.9), TimePoint(start + timedelta(days=1), None), TimePoint(start + timedelta(days=4), 0.7, False),
+    ])
+    svg = time_chart_svg("auc <over> time", [series], [ReferenceLine("threshold min", 0.8, "threshold")])
+    assert svg.count("<circle") == 2 and svg.count('class="breach"') == 1  # None is not plotted
+    assert "auc &lt;over&gt; time" in svg and "<title>threshold min: 0.8</title>" in svg
+    xs = [float(x) for x in re.findall(r'<circle class="[^"]+" cx="([0-9.]+)"', svg)]
+    assert xs[0] < xs[1]  # the first day left, the fourth right
+    assert "2025-01-05 00:00" in svg  # the last tick is the last point's time
+    assert "no data yet" in time_chart_svg("empty", [TimeSeries("realized", "realized", [TimePoint(start, None)])])

@@ -136,9 +136,10 @@ def time_chart_svg(
     ticks = sorted({first, last} if seconds else {first})
     if seconds:
         ticks.insert(1, first + (last - first) / 2)
+    tick_format = "%Y-%m-%d %H:%M:%S" if 0 < seconds < 3600 else "%Y-%m-%d %H:%M"
     for at in ticks:
         parts.append(f'<text x="{x(at):.1f}" y="{plot_bottom + 16}" text-anchor="middle">'
-                     f'{at.strftime("%Y-%m-%d %H:%M")}</text>')
+                     f'{at.strftime(tick_format)}</text>')
     parts.append(f'<line x1="{left}" y1="{plot_bottom}" x2="{plot_right}" y2="{plot_bottom}" class="axis"/>')
     for line in references:
         parts.append(

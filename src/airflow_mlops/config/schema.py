@@ -481,7 +481,7 @@ class DriftConfig(_Section):
     method: str | None = Field(None, description="stattest for every column (Evidently picks by type when empty)")
     threshold: StrictFloat | None = Field(None, gt=0)
     per_column: dict[str, ColumnDrift] = Field(default_factory=dict)
-    prediction: StrictBool = Field(True, description="also check drift of the champion's predictions")
+    prediction: StrictBool = Field(True, description="after each committed batch, compare its predictions and probabilities with the scoring version's stored test-set predictions (prediction drift)")
     sample_rows: StrictInt | None = Field(
         100_000, ge=100, description="above this many rows, compare a seeded random sample (null = never sample)"
     )

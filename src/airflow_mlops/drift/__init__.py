@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DriftResult", "check_drift", "checked_columns"]
+__all__ = ["DriftResult", "check_drift", "check_prediction_drift", "checked_columns", "sample_committed_output"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 Large-data policy (why this is fast where a plain `DataDriftPreset` is slow):
 1. Only the configured columns are read and compared (`drift.columns`, default
-   the model's features), plus `prediction` and the target when both sides have them.
+   the model's features), plus the target when both sides have it.
 2. Above `drift.sample_rows` rows, each side is a seeded random sample
    (`drift.seed`), so the cost no longer grows with the table.
 3. The reference side (usually the champion's training data) is sampled once per
@@ -11,6 +11,10 @@ Large-data policy (why this is fast where a plain `DataDriftPreset` is slow):
    sample instead of the full reference.
 4. One `ValueDrift` per column with its own method and threshold; Evidently's
    defaults (chosen by column type and size) when none are configured.
+
+Prediction drift (`check_prediction_drift`) compares a committed batch output's
+`prediction` and `proba_<class>` columns with the model version's stored test-set
+predictions, under the same policy; the output is sampled while it is streamed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_mlops.storage import ArtifactStore
 
 PREDICTION = "prediction"
+PROBABILITY_PREFIX = "proba_"  # inference.score.proba_column names them so
 
 
 @dataclass
@@ -62,7 +67,7 @@ def checked_columns(config: PipelineConfig, reference_columns: list[str], curren
         wanted = config.data.features
     else:
         excluded = {config.data.target, PREDICTION, *config.data.ids}
-        wanted = [c for c in shared if c not in excluded and not c.startswith("proba_")]
+        wanted = [c for c in shared if c not in excluded and not c.startswith(PROBABILITY_PREFIX)]
     missing = [c for c in wanted if c not in shared]
     if missing:
         raise DataError(
@@ -124,16 +129,17 @@ def _cached_reference(
     return sample
 
 
-def _definition(frame: pd.DataFrame, columns: list[str]) -> Any:
+def _definition(frame: pd.DataFrame, columns: list[str], categorical: frozenset[str] = frozenset()) -> Any:
     from evidently import DataDefinition
 
-    numeric = [c for c in columns if frame[c].dtype.kind in "iuf"]
+    numeric = [c for c in columns if frame[c].dtype.kind in "iuf" and c not in categorical]
     categorical = [c for c in columns if c not in numeric]
     return DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
 
 
 def _run_evidently(
-    config: PipelineConfig, reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]
+    config: PipelineConfig, reference: pd.DataFrame, current: pd.DataFrame, columns: list[str],
+    categorical: frozenset[str] = frozenset(),
 ) -> tuple[Any, list[ColumnDrift]]:
     from evidently import Dataset, Report
     from evidently.metrics import ValueDrift
@@ -145,7 +151,7 @@ def _run_evidently(
         method = (override.method if override and override.method else None) or drift.method
         threshold = (override.threshold if override and override.threshold else None) or drift.threshold
         metrics.append(ValueDrift(column=column, method=method, threshold=threshold))
-    definition = _definition(reference, columns)
+    definition = _definition(reference, columns, categorical)
     snapshot = Report(metrics, include_tests=True).run(
         Dataset.from_pandas(current[columns], data_definition=definition),
         Dataset.from_pandas(reference[columns], data_definition=definition),
@@ -177,43 +183,51 @@ def check_drift(
     reference_cache_key: str | None = None,
 ) -> DriftResult:
     """Compare `current` with `reference` (DataFrames or dataset URIs) under the large-data policy."""
-    from airflow_mlops.data import fingerprint_table
-
     drift = config.drift
     reference_columns = _available_columns(reference, store) if isinstance(reference, str) else list(reference.columns)
     current_columns = _available_columns(current, store) if isinstance(current, str) else list(current.columns)
     features = checked_columns(config, reference_columns, current_columns)
     on_both_sides = set(reference_columns) & set(current_columns)
     extras = [config.data.target] if config.data.target in on_both_sides else []  # target drift when labelled
-    if drift.prediction and PREDICTION in on_both_sides:
-        extras.append(PREDICTION)
     columns = features + [c for c in extras if c not in features]
     reference_frame = _cached_reference(config, reference, store, columns, reference_cache_key)
     current_frame = _sample(_frame(current, store, columns), drift.sample_rows, drift.seed)
     if reference_frame.empty or current_frame.empty:
         raise DataError("drift: the reference or the current data has no rows")
     snapshot, results = _run_evidently(config, reference_frame, current_frame, columns)
+    return _drift_result(config, "drift", "the dataset", snapshot, results, set(features), reference_frame, current_frame,
+                         store, report_path)
 
-    feature_results = [r for r in results if r.column in features]
-    drifted = [r for r in feature_results if r.drifted]
-    share = len(drifted) / len(feature_results)
-    dataset_drifted = share >= drift.drift_share
-    extra_failures = [r.sentence() for r in results if r.column not in features and r.drifted]
+
+def _drift_result(
+    config: PipelineConfig, gate_name: str, subject: str, snapshot: Any, results: list[ColumnDrift], counted: set[str],
+    reference_frame: pd.DataFrame, current_frame: pd.DataFrame, store: ArtifactStore, report_path: str,
+) -> DriftResult:
+    """The gate and the registry record: `subject` drifts when drift.drift_share of the `counted` columns drift;
+    the other compared columns (the target) are reported, never counted."""
+    from airflow_mlops.data import fingerprint_table
+
+    drift = config.drift
+    counted_results = [r for r in results if r.column in counted]
+    drifted = [r for r in counted_results if r.drifted]
+    share = len(drifted) / len(counted_results)
+    subject_drifts = share >= drift.drift_share
+    extra_failures = [r.sentence() for r in results if r.column not in counted and r.drifted]
     summary = (
-        f"{len(drifted)} of {len(feature_results)} columns drifted ({share:.0%}); the dataset "
-        f"{'drifts' if dataset_drifted else 'does not drift'} (threshold {drift.drift_share:.0%} of columns)"
+        f"{len(drifted)} of {len(counted_results)} columns drifted ({share:.0%}); {subject} "
+        f"{'drifts' if subject_drifts else 'does not drift'} (threshold {drift.drift_share:.0%} of columns)"
     )
     report = _save_report(snapshot, store, report_path)
     policy = "fail" if drift.on_drift == "fail" else "warn"
     gate = GateResult(
-        gate="drift",
-        passed=not dataset_drifted,
+        gate=gate_name,
+        passed=not subject_drifts,
         policy=policy,
         summary=summary,
         metrics={
             "drift_share": share,
             "drifted_columns": [r.column for r in drifted],
-            "n_columns": len(feature_results),
+            "n_columns": len(counted_results),
             "reference_rows": len(reference_frame),
             "current_rows": len(current_frame),
             "columns": {
@@ -227,12 +241,96 @@ def check_drift(
     record = {
         "drift_share": share,
         "drifted_columns": [r.column for r in drifted],
-        "passed": not dataset_drifted,
+        "passed": not subject_drifts,
         "reference_fingerprint": fingerprint_table(reference_frame),
         "current_fingerprint": fingerprint_table(current_frame),
         "report_uri": report.uri,
     }
     return DriftResult(gate=gate, record=record, drifted_columns=[r.column for r in drifted], columns=results)
+
+
+def prediction_columns(reference_columns: list[str]) -> list[str]:
+    """`prediction` and the class probabilities of the stored test predictions; for two classes only the
+    second class's (the first is one minus it, and would count the same drift twice)."""
+    probabilities = [c for c in reference_columns if c.startswith(PROBABILITY_PREFIX)]
+    if PREDICTION not in reference_columns:
+        raise DataError(f"prediction drift: the reference test predictions have no {PREDICTION!r} column")
+    return [PREDICTION, *(probabilities[1:] if len(probabilities) == 2 else probabilities)]
+
+
+def sample_committed_output(
+    manifest_uri: str, store: ArtifactStore, columns: list[str], limit: int | None, seed: int
+) -> pd.DataFrame:
+    """`columns` of a committed batch output: only the parts its manifest lists, each verified by its sha256,
+    streamed batch by batch, keeping a seeded random sample of `limit` rows (all of them when None).
+
+    The rows to keep are drawn up front from the manifest's row count, so memory holds the sample and one batch.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not store.exists(manifest_uri):
+        raise DataError(f"{store.uri(manifest_uri)} does not exist: the batch output was never committed")
+    manifest = store.read_json(manifest_uri)
+    total = int(manifest["total_rows"])
+    if total == 0:
+        raise DataError(f"prediction drift: the batch output {store.uri(manifest_uri)} has no rows")
+    keep = None
+    if limit is not None and total > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
+    tables = []
+    offset = 0
+    for part in manifest["parts"]:
+        with store.local_path(part["uri"], expected_sha256=part["sha256"]) as local:
+            parquet = pq.ParquetFile(local)
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise DataError(f"prediction drift: {part['uri']} has no {', '.join(map(repr, missing))} column; "
+                                "the reference test predictions were made by a model with other classes")
+            for batch in parquet.iter_batches(columns=columns):
+                if keep is None:
+                    tables.append(pa.Table.from_batches([batch]))
+                else:
+                    first, stop = np.searchsorted(keep, [offset, offset + batch.num_rows])
+                    if stop > first:
+                        tables.append(pa.Table.from_batches([batch.take(pa.array(keep[first:stop] - offset))]))
+                offset += batch.num_rows
+    if offset != total:
+        raise DataError(f"prediction drift: the parts of {store.uri(manifest_uri)} hold {offset} rows, "
+                        f"its manifest says {total}")
+    return pa.concat_tables(tables).to_pandas()
+
+
+def check_prediction_drift(
+    config: PipelineConfig,
+    reference_predictions_uri: str,
+    manifest_uri: str,
+    store: ArtifactStore,
+    *,
+    report_path: str,
+    reference_sha256: str | None = None,
+) -> DriftResult:
+    """Compare a committed batch output's predictions (and probabilities) with the model version's stored
+    test-set predictions (`evaluate_candidate` wrote them; with `reference_sha256`, they are verified).
+
+    The output drifts when drift.drift_share of the compared columns drift; `drift.on_drift` sets the policy.
+    """
+    import pyarrow.parquet as pq
+
+    drift = config.drift
+    with store.local_path(reference_predictions_uri, expected_sha256=reference_sha256) as local:
+        reference_table = pq.read_table(local)
+    columns = prediction_columns(reference_table.column_names)
+    reference_frame = _sample(reference_table.select(columns).to_pandas(), drift.sample_rows, drift.seed)
+    if reference_frame.empty:
+        raise DataError(f"prediction drift: the reference test predictions {store.uri(reference_predictions_uri)} have no rows")
+    current_frame = sample_committed_output(manifest_uri, store, columns, drift.sample_rows, drift.seed)
+    # Class labels are categories even when they are integers; regression predictions are numbers.
+    labels = frozenset({PREDICTION}) if len(columns) > 1 else frozenset()
+    snapshot, results = _run_evidently(config, reference_frame, current_frame, columns, labels)
+    return _drift_result(config, "prediction_drift", "the predictions", snapshot, results, set(columns),
+                         reference_frame, current_frame, store, report_path)
 
 
 def _save_report(snapshot: Any, store: ArtifactStore, report_path: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,17 @@ from airflow_mlops.evaluation.metrics import compute_metrics, greater_is_better
 from airflow_mlops.refs import GateResult
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from airflow_mlops.config import PipelineConfig
+    from airflow_mlops.refs import ArtifactRef
     from airflow_mlops.storage import ArtifactStore
     from airflow_mlops.training import LoadedModel
 
 EPSILON = 1e-12
+TEST_PREDICTIONS_NAME = "test_predictions.parquet"
+TEST_LABEL = "label"  # the stored test predictions' column of true values
 
 
 @dataclass
@@ -30,9 +35,40 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def score_model(model: LoadedModel, test: pd.DataFrame, target: str, names: list[str], custom: dict[str, Any]) -> dict[str, float | None]:
+def predict(model: LoadedModel, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, probabilities or None for regression)."""
     proba = model.predict_proba(test) if model.task != "regression" else None
-    return compute_metrics(model.task, names, test[target].to_numpy(), model.predict(test), proba, model.classes, custom)
+    return model.predict(test), proba
+
+
+def score_model(model: LoadedModel, test: pd.DataFrame, target: str, names: list[str], custom: dict[str, Any]) -> dict[str, float | None]:
+    predictions, proba = predict(model, test)
+    return compute_metrics(model.task, names, test[target].to_numpy(), predictions, proba, model.classes, custom)
+
+
+def store_test_predictions(
+    config: PipelineConfig, model: LoadedModel, test: pd.DataFrame, predictions: np.ndarray, proba: np.ndarray | None,
+    store: ArtifactStore, path: str,
+) -> ArtifactRef:
+    """The test set's labels, predictions and probabilities (named as in a batch output), with the slice columns.
+
+    Monitoring calibrates estimated performance on them and compares each batch's predictions with them.
+    """
+    import pyarrow as pa
+
+    from airflow_mlops.data import write_table
+    from airflow_mlops.inference.score import proba_column
+
+    columns: dict[str, Any] = {TEST_LABEL: pa.array(test[config.data.target].to_numpy()),
+                               "prediction": pa.array(predictions)}
+    if proba is not None:
+        for position, label in enumerate(model.classes or []):
+            columns[proba_column(label)] = pa.array(proba[:, position])
+    monitored = config.monitoring.slices if config.monitoring is not None else []
+    for column in dict.fromkeys(s.column for s in [*(monitored or []), *config.evaluation.slices]):
+        if column in test.columns and column not in columns:  # a slice named like an output column is left out
+            columns[column] = pa.Array.from_pandas(test[column])
+    return write_table(pa.table(columns), path, store)
 
 
 def _why_undefined(task: str, y_true: pd.Series) -> str:
@@ -107,7 +143,8 @@ def evaluate_candidate(
             failures.append(sentence)
 
     require_labelled_rows(test, target, "the test set")
-    metrics = score_model(candidate, test, target, names, custom)
+    predictions, proba = predict(candidate, test)  # once: for the metrics and the stored test predictions
+    metrics = compute_metrics(candidate.task, names, test[target].to_numpy(), predictions, proba, candidate.classes, custom)
     value = metrics.get(primary)
     if value is None:
         reason = _why_undefined(candidate.task, test[target])
@@ -166,6 +203,8 @@ def evaluate_candidate(
     passed = not failures
     summary = (f"{primary} {_fmt(value)} on {len(test)} test rows; "
                + ("all checks passed" if passed else f"{len(failures)} check{'s' if len(failures) > 1 else ''} failed"))
+    stored = store_test_predictions(config, candidate, test, predictions, proba, store,
+                                    posixpath.join(posixpath.dirname(report_path), TEST_PREDICTIONS_NAME))
     report = store.write_bytes(report_path, _report(config, metrics, champion_metrics, baseline, lines, slice_metrics, summary).encode())
     gate = GateResult(
         gate="evaluation", passed=passed, policy=evaluation.on_failure, summary=summary,
@@ -174,7 +213,8 @@ def evaluate_candidate(
         failures=failures, report=report,
     )
     record = {"metrics": metrics, "passed": passed, "dataset_fingerprint": test_fingerprint,
-              "slice_metrics": slice_metrics, "compared_to_version": champion_version, "report_uri": report.uri}
+              "slice_metrics": slice_metrics, "compared_to_version": champion_version, "report_uri": report.uri,
+              "predictions_uri": stored.uri, "predictions_sha256": stored.sha256}
     return Evaluation(gate=gate, record=record)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_mlops.errors import ConfigError, UnsafePathError
+from airflow_mlops.errors import ConfigError, DataError, UnsafePathError
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 MAX_CHUNKS = 1024  # Airflow's [core] max_map_length
 PLAN_THREADS = 8  # footer reads at once; below botocore's default pool of 10 connections
 MANIFEST_NAME = "_manifest.json"
+OUTPUT_COLUMNS = ("prediction", "model_name", "model_version", "run_id")  # besides proba_<class>
 PART_NAME = re.compile(r"part-\d{5,}\.parquet")  # what `BatchPlan.part_uri` names
 
 
@@ -58,6 +59,9 @@ class BatchPlan(_Record):
     input_uri: str
     output_prefix: str
     id_columns: list[str]
+    slice_columns: list[str] = Field(
+        default_factory=list, description="input columns carried into the output beside the ids (monitoring.slices)"
+    )
     chunk_rows: int
     total_rows: int
     chunks: list[Chunk]
@@ -185,7 +189,10 @@ def plan_batch(
     name = config.pipeline
     output = _output_folder(output_uri or config.inference.output or f"predictions/{name}", store)
     pinned = registry.get_version(name, version) if version is not None else registry.resolve(name, alias or config.inference.alias)
+    carried = _carried_columns(config)
     pieces = _pieces(source, store)
+    if pieces:
+        _require_input_columns(pieces[0][0], pieces[0][1], store, carried)
     target, chunks = cut_chunks(pieces, chunk_rows or config.inference.chunk_rows, max_chunks)
     # The input's identity, not a hash of its values: the versions pin the bytes (scoring refuses a
     # rewritten file), while hashing every value read cost ~5% of scoring throughput on 2 cores.
@@ -202,6 +209,7 @@ def plan_batch(
         input_uri=store.uri(source),
         output_prefix=store.uri(f"{output}/{run_folder}"),
         id_columns=list(config.data.ids),
+        slice_columns=[c for c in carried if c not in config.data.ids],
         chunk_rows=target,
         total_rows=sum(c.rows for c in chunks),
         chunks=chunks,
@@ -210,6 +218,43 @@ def plan_batch(
     )
     check_output_prefix(plan, store)
     return plan
+
+
+def _carried_columns(config: PipelineConfig) -> list[str]:
+    """Ids, then the monitored slice columns: what each output row carries besides the model's output.
+
+    Only a pipeline with a `monitoring:` section carries slices (its monitor groups realized performance
+    by them); without one, evaluation.slices concern the test set and the scoring input need not hold them.
+    """
+    slices = [s.column for s in config.monitoring.slices or []] if config.monitoring is not None else []
+    carried = list(dict.fromkeys([*config.data.ids, *slices]))
+    clashing = [c for c in carried if c in OUTPUT_COLUMNS or c.startswith("proba_")]
+    if clashing:
+        raise ConfigError(
+            f"{config.pipeline}: data.ids and monitoring.slices may not name the output's own columns "
+            f"({', '.join(OUTPUT_COLUMNS)}, proba_<class>): {', '.join(map(repr, clashing))}; rename them in the input"
+        )
+    return carried
+
+
+def _require_input_columns(uri: str, version: str | None, store: ArtifactStore, wanted: list[str]) -> None:
+    """Refuse at planning an input whose first file lacks a carried column; scoring checks every file."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.data import data_format
+
+    if not wanted:
+        return
+    with store.open_read(uri, expected_version=version) as source:
+        names = pacsv.open_csv(source).schema.names if data_format(uri) == "csv" else pq.ParquetFile(source).schema_arrow.names
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DataError(
+            f"{uri}: the scoring input lacks {', '.join(map(repr, missing))}, named in data.ids or monitoring.slices; "
+            "the output carries them so the monitor can join labels and compute each slice; add them to the input "
+            "or remove them from the pipeline file"
+        )
 
 
 def _output_folder(output: str, store: ArtifactStore) -> str:

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_mlops.errors import DataError
 from airflow_mlops.inference.plan import BatchPlan, _Record, check_output_prefix
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 524_288
+PROBABILITY_SUM_TOLERANCE = 1e-6  # relative to the expected sum of 1; float32 softmax rounding stays far below
 PROGRESS_SECONDS = 10.0
 _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
@@ -61,11 +62,12 @@ def _numpy_dtype(arrow_type: pa.DataType) -> str:
         return "object"
 
 
-def _check_schema(schema: pa.Schema, model: LoadedModel, ids: list[str], uri: str, index: int) -> None:
+def _check_schema(schema: pa.Schema, model: LoadedModel, plan: BatchPlan, uri: str, index: int) -> None:
     columns = {field.name: _numpy_dtype(field.type) for field in schema}
-    missing_ids = [c for c in ids if c not in columns]
-    if missing_ids:
-        raise DataError(f"chunk {index} ({uri}): missing id column{'s' if len(missing_ids) > 1 else ''} {', '.join(map(repr, missing_ids))}")
+    for kind, wanted in (("id", plan.id_columns), ("slice", plan.slice_columns)):
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            raise DataError(f"chunk {index} ({uri}): missing {kind} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     try:
         model.check_features(columns)
     except DataError as exc:
@@ -84,15 +86,62 @@ def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.
     return model.labels.decode(proba.argmax(axis=1)), proba
 
 
+def proba_column(label: Any) -> str:
+    """The output column holding the probability of class `label` (batch outputs and stored test predictions)."""
+    return f"proba_{label}"
+
+
+def _first_row(bad: np.ndarray) -> int:
+    import numpy as np
+
+    return int(np.flatnonzero(bad if bad.ndim == 1 else bad.any(axis=1))[0])
+
+
+def require_sane_outputs(predictions: np.ndarray, proba: np.ndarray | None, *, index: int, first_row: int) -> None:
+    """Raise DataError when the model's output cannot be written: NaN or infinite predictions, probabilities
+    NaN, infinite or outside [0, 1], or rows of probabilities that do not sum to 1.
+
+    `first_row` is the position of this batch's first row in the chunk, so messages name rows of the chunk.
+    A few reductions clear a sane batch; the counts and positions are computed only for a bad one.
+    """
+    import numpy as np
+
+    def fail(count: int, what: str, bad: np.ndarray) -> NoReturn:
+        raise DataError(f"chunk {index}: {count} {what} (first at row {first_row + _first_row(bad)}); "
+                        "the model's output is not usable, so nothing of this chunk is written")
+
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing or inf - inf sum is expected, not news
+        # A finite sum (one pass, no temporary array) clears the usual batch; NaN or overflow falls through to the count.
+        if predictions.dtype.kind == "f" and not np.isfinite(predictions.sum()):
+            bad = ~np.isfinite(predictions)
+            if bad.any():
+                fail(int(bad.sum()), "predictions are NaN or infinite", bad)
+        if proba is None or proba.size == 0:
+            return
+        if not (proba.min() >= 0.0 and proba.max() <= 1.0):  # NaN fails both comparisons
+            bad = ~np.isfinite(proba)
+            if bad.any():
+                fail(int(bad.sum()), "probabilities are NaN or infinite", bad)
+            bad = (proba < 0.0) | (proba > 1.0)
+            fail(int(bad.sum()), "probabilities outside [0, 1]", bad)
+        error = proba.sum(axis=1, dtype=np.float64)
+        error -= 1.0
+        np.abs(error, out=error)
+        if error.max() > PROBABILITY_SUM_TOLERANCE:
+            bad = error > PROBABILITY_SUM_TOLERANCE
+            fail(int(bad.sum()), f"rows of probabilities do not sum to 1 (tolerance {PROBABILITY_SUM_TOLERANCE:g})", bad)
+
+
 def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, predictions: np.ndarray, proba: np.ndarray | None) -> pa.Table:
     import numpy as np
     import pyarrow as pa
 
-    columns: dict[str, Any] = {c: batch.column(c) for c in plan.id_columns}
+    # Ids to join labels on, slice columns to group realized performance by: as the input has them.
+    columns: dict[str, Any] = {c: batch.column(c) for c in [*plan.id_columns, *plan.slice_columns]}
     columns["prediction"] = pa.array(predictions)
     if proba is not None:
         for position, label in enumerate(model.classes or []):
-            columns[f"proba_{label}"] = pa.array(proba[:, position])
+            columns[proba_column(label)] = pa.array(proba[:, position])
     rows = batch.num_rows
     same = pa.array(np.zeros(rows, dtype="int32"))  # constants as one-entry dictionaries: no per-row strings
     columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
@@ -107,7 +156,7 @@ def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: Batc
 
     for part in chunk.parts:
         def check(schema: pa.Schema, uri: str = part.uri) -> None:
-            _check_schema(schema, model, plan.id_columns, uri, index)
+            _check_schema(schema, model, plan, uri, index)
 
         # One open per part: the schema is checked against the model before any batch is read.
         for batch in iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows,
@@ -232,15 +281,13 @@ def score_chunk(
 
     `worker` names the host in the manifest (default: this machine's hostname); the pid is added.
     """
-
-
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
     if not 0 <= index < len(plan.chunks):
         raise DataError(f"chunk {index} is not in the plan ({len(plan.chunks)} chunks)")
     check_output_prefix(plan, store)
     chunk = plan.chunks[index]
     model = _model(plan, store)
-    columns = list(dict.fromkeys([*model.feature_names, *plan.id_columns]))
+    columns = list(dict.fromkeys([*model.feature_names, *plan.id_columns, *plan.slice_columns]))
     started = time.monotonic()
     last_report = started
     rows = 0
@@ -258,6 +305,7 @@ def score_chunk(
                     if not gate.passed:
                         raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
                 predictions, proba = _predict(model, batch)
+                require_sane_outputs(predictions, proba, index=index, first_row=rows)
                 writer.put(_output_table(batch, plan, model, predictions, proba))
                 rows += batch.num_rows
                 now = time.monotonic()

@@ -100,9 +100,15 @@ class SklearnTrainer:
 
     def save(self) -> bytes:
         """The skops bytes, refused here if `load` would refuse them: no model is stored that cannot be read back."""
+        import warnings
+
         import skops.io
 
-        data = skops.io.dumps(self.pipeline)
+        with warnings.catch_warnings():
+            # skops finds a ufunc's module by probing every loaded module for its name; in a worker
+            # that touches Airflow's deprecated lazy attributes, each of which warns (1,160 per save).
+            warnings.filterwarnings("ignore", message=r"The `airflow\..*` attribute is deprecated", category=FutureWarning)
+            data = skops.io.dumps(self.pipeline)
         refused = _refused_types(_schema(data))
         if refused:
             raise TrainingError(

@@ -2,7 +2,9 @@
 
 Runs on `inference.schedule` and whenever the champion changes. The version is
 resolved once per run, so a promotion in the middle never mixes two models in
-one output; chunks are scored in parallel by dynamic task mapping.
+one output; chunks are scored in parallel by dynamic task mapping. With a
+`monitoring:` section, the commit is followed by prediction drift (against the
+version's test predictions) and, with `monitoring.estimate`, estimated performance.
 """
 
 from airflow.sdk import DAG
@@ -10,8 +12,10 @@ from airflow.sdk import DAG
 from airflow_mlops import templates
 from airflow_mlops.operators import (
     CommitBatchOperator,
+    EstimatePerformanceOperator,
     PinModelOperator,
     PlanBatchOperator,
+    PredictionDriftOperator,
     ScoreChunkOperator,
     ValidateDataOperator,
 )
@@ -32,3 +36,7 @@ for config in templates.pipelines(__file__):
         score = ScoreChunkOperator.partial(task_id="score", **args).expand(chunk=plan.output)
         commit = CommitBatchOperator(task_id="commit", results=score.output, **args)
         pin >> validate >> plan
+        if config.monitoring is not None:
+            PredictionDriftOperator(task_id="predict_drift", committed=commit.output, **args)
+            if config.monitoring.estimate:
+                EstimatePerformanceOperator(task_id="estimate_performance", committed=commit.output, **args)

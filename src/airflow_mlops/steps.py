@@ -1,13 +1,17 @@
 """The pipeline steps the operators call: one function per task, plain Python, no Airflow.
 
 Each step composes the ML modules (data, training, evaluation, registry, drift,
-inference) and returns small JSON-ready dicts, so the same steps run from a
-test, a notebook or an Airflow task.
+inference, monitoring) and returns small JSON-ready dicts or typed results with
+`to_dict()`, so the same steps run from a test, a notebook or an Airflow task.
+Registry writes happen here, never inside the ML modules.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import ConfigError, NotFoundError, RegistryError
@@ -15,7 +19,7 @@ from airflow_mlops.refs import DatasetRef, GateResult, ModelRef
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
-    from airflow_mlops.registry import ModelRegistry
+    from airflow_mlops.registry import ModelRegistry, PerformanceRecord
     from airflow_mlops.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -315,8 +319,20 @@ def score_planned_chunk(
     return {**result.to_dict(), "plan_uri": chunk["plan_uri"], "plan_sha256": chunk["plan_sha256"]}
 
 
-def commit_scoring(store: ArtifactStore, *, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write the manifest after checking every planned chunk is there."""
+def commit_scoring(
+    store: ArtifactStore,
+    registry: ModelRegistry,
+    *,
+    results: list[dict[str, Any]],
+    dag_id: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Write the manifest after checking every planned chunk is there; record the scoring run.
+
+    The registry's scoring run (idempotent per dag/run: a retried commit updates
+    it) is what the monitor joins labels against. `seconds` is the chunks' total
+    scoring time.
+    """
     from airflow_mlops.inference import BatchPlan, commit_batch
 
     if not results:
@@ -324,4 +340,275 @@ def commit_scoring(store: ArtifactStore, *, results: list[dict[str, Any]]) -> di
     first = results[0]
     plan = BatchPlan.from_dict(store.read_json(first["plan_uri"], expected_sha256=first["plan_sha256"]))
     manifest = commit_batch(plan, results, store)
-    return {"uri": manifest.uri, "sha256": manifest.sha256, "rows": sum(int(r["rows"]) for r in results)}
+    rows = sum(int(r["rows"]) for r in results)
+    seconds = round(sum(float(r.get("seconds") or 0.0) for r in results), 3)
+    registry.record_scoring_run(
+        plan.model_name, plan.model_version, dag_id=dag_id, run_id=run_id, manifest_uri=manifest.uri,
+        output_prefix=plan.output_prefix, rows=rows, seconds=seconds, input_fingerprint=plan.input_fingerprint,
+        committed_at=datetime.now(timezone.utc),
+    )
+    return {"uri": manifest.uri, "sha256": manifest.sha256, "rows": rows, "name": plan.model_name,
+            "version": plan.model_version, "run_id": run_id, "output_prefix": plan.output_prefix}
+
+
+# ---------------------------------------------------------------------- monitoring
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """What the monitor found: the degradation gate on the champion and one realized record per version."""
+
+    gate: GateResult
+    degraded: bool
+    version: int | None
+    records: list[PerformanceRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate.to_dict(), "degraded": self.degraded, "version": self.version,
+                "summary": self.gate.summary, "records": [r.to_dict() for r in self.records]}
+
+
+@dataclass(frozen=True)
+class EstimateOutcome:
+    """Estimated performance of one batch run (`record` None when nothing could be estimated)."""
+
+    estimated: bool
+    summary: str
+    record: PerformanceRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimated": self.estimated, "summary": self.summary,
+                "record": self.record.to_dict() if self.record else None}
+
+
+@dataclass(frozen=True)
+class PredictionDriftOutcome:
+    """Prediction drift of one batch run against the version's test predictions (`gate` None: not checked)."""
+
+    checked: bool
+    drifted: bool
+    summary: str
+    gate: GateResult | None = None
+    drifted_columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "drifted": self.drifted, "summary": self.summary,
+                "gate": self.gate.to_dict() if self.gate else None, "drifted_columns": list(self.drifted_columns)}
+
+
+WINDOW = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
+
+
+def window_timedelta(window: str) -> timedelta:
+    """'36h', '7d', '2w' as a timedelta (the pipeline file's `monitoring.window` format)."""
+    match = WINDOW.match(str(window).strip())
+    if match is None:
+        raise ConfigError(f"monitoring window {window!r}: expected a number and h, d or w, e.g. '7d'")
+    return timedelta(hours=int(match.group(1)) * {"h": 1, "d": 24, "w": 168}[match.group(2)])
+
+
+def _monitoring(config: PipelineConfig) -> Any:
+    if config.monitoring is None:
+        raise ConfigError(f"{config.pipeline}: the pipeline file has no monitoring: section")
+    return config.monitoring
+
+
+def stored_test_predictions(registry: ModelRegistry, name: str, version: int) -> tuple[str, str | None] | None:
+    """(uri, sha256) of the version's held-out test predictions, from its latest evaluation that stored
+    them; None when the version was evaluated before they were stored."""
+    stored = [e for e in registry.evaluations(name, version) if e.predictions_uri]
+    if not stored:
+        return None
+    return stored[-1].predictions_uri, stored[-1].predictions_sha256
+
+
+def _verified(store: ArtifactStore, name: str, version: int, uri: str, sha256: str | None) -> str:
+    from airflow_mlops.errors import DataError
+
+    if sha256 and store.sha256(uri) != sha256:
+        raise DataError(
+            f"{name} v{version}: the stored test predictions {uri} changed after evaluation "
+            "(sha256 differs from the registry's); re-run the evaluation to store them again"
+        )
+    return uri
+
+
+def _not_stored(name: str, version: int) -> str:
+    return (f"{name} v{version} has no stored test predictions (evaluated before monitoring existed); "
+            "retrain or re-evaluate it to enable this check")
+
+
+def monitor_performance(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    registry: ModelRegistry,
+    *,
+    labels_uri: str | None,
+    window: str | None,
+    run_id: str,
+    dag_id: str,
+    report_path: str,
+) -> MonitorOutcome:
+    """Join the labels to the batch outputs committed within the window; record realized performance per
+    version; gate the champion's against its own test-set metrics (`monitoring.thresholds`, `max_drop`)."""
+    from airflow_mlops.monitoring import ScoredBatch, degradation_gate, realized_performance
+
+    monitoring = _monitoring(config)
+    name = config.pipeline
+    labels = labels_uri or monitoring.labels
+    if not labels:
+        raise ConfigError(f"{name}: monitoring.labels is empty; trigger the monitor with the labels' location")
+    checked_location(labels, "monitoring labels")
+    span = window_timedelta(window or monitoring.window)
+    since = datetime.now(timezone.utc) - span
+    try:
+        runs = registry.scoring_runs(name, since=since, limit=10_000)
+    except NotFoundError:
+        runs = []
+    champion = _champion_version(registry, name, config.promotion.alias)
+    if not runs:
+        gate = GateResult(
+            gate="degradation", passed=True, policy=_policy(monitoring.on_degradation),
+            summary=f"no verdict: no batch output of {name} was committed in the last {window or monitoring.window}",
+            metrics={"verdict": "none"},
+        )
+        return MonitorOutcome(gate=gate, degraded=False, version=champion)
+    batches = [
+        ScoredBatch(run_id=r.run_id, version=r.version, manifest_uri=r.manifest_uri, committed_at=r.committed_at)
+        for r in sorted(runs, key=lambda r: r.committed_at)
+    ]
+    performances = realized_performance(config, batches, labels, store)
+    gate: GateResult | None = None
+    gated = champion if champion is not None and any(p.version == champion for p in performances) else None
+    records = []
+    for performance in performances:
+        passed, summary, report_uri = None, "", None
+        if performance.version == gated:
+            reference = _test_metrics(registry, name, gated)
+            gate = degradation_gate(config, performance, reference_metrics=reference)
+            if gate.report is None:
+                gate = gate.model_copy(update={"report": _write_report(store, report_path, gate, performance)})
+            if gate.metrics.get("verdict") != "none":
+                passed = gate.passed
+            summary, report_uri = gate.summary, gate.report.uri if gate.report else None
+        else:
+            why = "not the champion" if champion is not None else f"no '{config.promotion.alias}' to gate"
+            summary = f"v{performance.version}: recorded without a verdict ({why})"
+        kwargs = {"kind": "realized", **performance.to_record()}
+        if kwargs.get("scoring_run_id") is None and len(performance.scoring_run_ids) == 1:
+            kwargs["scoring_run_id"] = performance.scoring_run_ids[0]
+        kwargs.update(dag_id=dag_id, run_id=run_id, passed=passed, summary=summary, report_uri=report_uri)
+        records.append(registry.record_performance(name, performance.version, **kwargs))
+    if gate is None:
+        what = f"champion v{champion}" if champion is not None else f"any '{config.promotion.alias}'"
+        gate = GateResult(
+            gate="degradation", passed=True, policy=_policy(monitoring.on_degradation),
+            summary=f"no verdict: no labelled prediction of {what} in the window; "
+                    f"{len(records)} version(s) recorded without one",
+            metrics={"verdict": "none"},
+        )
+    degraded = not gate.passed
+    log.info("monitor %s: %s", name, gate.summary)
+    return MonitorOutcome(gate=gate, degraded=degraded, version=gated if gated is not None else champion,
+                          records=records)
+
+
+def _policy(on_degradation: str) -> str:
+    return "fail" if on_degradation == "fail" else "warn"
+
+
+def _test_metrics(registry: ModelRegistry, name: str, version: int) -> dict[str, Any]:
+    """The version's own held-out test metrics: its latest evaluation record's (empty when never evaluated)."""
+    evaluations = registry.evaluations(name, version)
+    return dict(evaluations[-1].metrics) if evaluations else {}
+
+
+def _write_report(store: ArtifactStore, path: str, gate: GateResult, performance: Any) -> Any:
+    """A small HTML page of the verdict: the summary, each failure and the metrics, overall and per slice."""
+    import html
+    import json
+
+    e = html.escape
+    failures = "".join(f"<li>{e(line)}</li>" for line in gate.failures) or "<li>none</li>"
+    body = (
+        f"<!doctype html><meta charset='utf-8'><title>{e(gate.gate)}</title>"
+        f"<h1>Realized performance of v{performance.version}</h1><p>{e(gate.summary)}</p>"
+        f"<p>{performance.labelled_rows} labelled of {performance.rows} scored rows "
+        f"(coverage {performance.coverage if performance.coverage is not None else 'n/a'}), "
+        f"scoring runs: {e(', '.join(performance.scoring_run_ids))}</p>"
+        f"<h2>Failed checks</h2><ul>{failures}</ul>"
+        f"<h2>Metrics</h2><pre>{e(json.dumps(performance.metrics, indent=2, default=str))}</pre>"
+        f"<h2>Slices</h2><pre>{e(json.dumps(performance.slice_metrics, indent=2, default=str))}</pre>"
+        f"<h2>Notes</h2><pre>{e(chr(10).join(map(str, performance.notes)))}</pre>"
+    )
+    return store.write_bytes(path, body.encode())
+
+
+def estimate_batch_performance(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    registry: ModelRegistry,
+    *,
+    manifest_uri: str,
+    version: int,
+    run_id: str,
+    dag_id: str,
+) -> EstimateOutcome:
+    """Estimate the batch's performance before labels arrive (CBPE, calibrated on the version's test
+    predictions); recorded as 'estimated' with the batch's run id as its scoring run."""
+    _monitoring(config)
+    name = config.pipeline
+    stored = stored_test_predictions(registry, name, version)
+    if stored is None:
+        summary = f"not estimated: {_not_stored(name, version)}"
+        log.warning("%s", summary)
+        return EstimateOutcome(estimated=False, summary=summary)
+    from airflow_mlops.monitoring import estimate_performance
+
+    estimate = estimate_performance(config, manifest_uri, _verified(store, name, version, *stored), store)
+    kwargs = {"kind": "estimated", **estimate.to_record()}
+    kwargs.update(dag_id=dag_id, run_id=run_id, scoring_run_id=run_id)
+    if not kwargs.get("summary"):
+        kwargs["summary"] = _estimate_summary(estimate)
+    record = registry.record_performance(name, version, **kwargs)
+    log.info("estimate %s v%s: %s", name, version, record.summary)
+    return EstimateOutcome(estimated=bool(estimate.estimated), summary=record.summary, record=record)
+
+
+def _estimate_summary(estimate: Any) -> str:
+    if not estimate.estimated:
+        return "not estimated: " + ("; ".join(map(str, estimate.notes)) or "no estimate for this task")
+    shown = []
+    for metric, value in estimate.metrics.items():
+        band = (estimate.bands or {}).get(metric)
+        low_high = f" [{band[0]:.4g}, {band[1]:.4g}]" if isinstance(band, (list, tuple)) and len(band) == 2 else ""
+        shown.append(f"{metric} {value:.4g}{low_high}" if isinstance(value, (int, float)) else f"{metric} n/a")
+    return f"estimated on {estimate.rows} rows: " + ", ".join(shown)
+
+
+def check_batch_prediction_drift(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    registry: ModelRegistry,
+    *,
+    manifest_uri: str,
+    version: int,
+    run_id: str,
+    report_path: str,
+) -> PredictionDriftOutcome:
+    """Compare the batch's predictions with the version's test predictions; record it as 'prediction' drift."""
+    name = config.pipeline
+    stored = stored_test_predictions(registry, name, version)
+    if stored is None:
+        summary = f"prediction drift not checked: {_not_stored(name, version)}"
+        log.warning("%s", summary)
+        return PredictionDriftOutcome(checked=False, drifted=False, summary=summary)
+    from airflow_mlops.drift import check_prediction_drift
+
+    reference, sha256 = stored
+    result = check_prediction_drift(config, reference, manifest_uri, store, report_path=report_path,
+                                    reference_sha256=sha256)
+    registry.record_drift(name, version=version, run_id=run_id, kind="prediction", **result.record)
+    gate: GateResult = result.gate
+    return PredictionDriftOutcome(checked=True, drifted=not gate.passed, summary=gate.summary, gate=gate,
+                                  drifted_columns=list(result.drifted_columns))

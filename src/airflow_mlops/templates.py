@@ -79,6 +79,15 @@ def champion_asset(config: PipelineConfig) -> Asset:
     return Asset(name=f"{config.pipeline}.{alias}", uri=f"x-mlops://{config.pipeline}/{alias}")
 
 
+def labels_asset(config: PipelineConfig) -> Asset | None:
+    """The monitoring labels' location as an Asset: a labelling DAG with this outlet starts the monitor."""
+    from airflow.sdk import Asset
+
+    if config.monitoring is None or not config.monitoring.labels:
+        return None
+    return Asset(name=f"{config.pipeline}.labels", uri=_absolute_uri(config.monitoring.labels))
+
+
 def _schedule(cron: str | None, asset: Asset | None) -> Any:
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
@@ -106,6 +115,15 @@ def inference_schedule(config: PipelineConfig) -> Any:
 def drift_schedule(config: PipelineConfig) -> Any:
     """Without `drift.current` there is nothing to check unattended: the DAG runs only when triggered with data."""
     return config.drift.schedule if config.drift.current else None
+
+
+def monitoring_schedule(config: PipelineConfig) -> Any:
+    """`monitoring.schedule`, or also the labels Asset (`on_new_labels`); without `monitoring.labels`
+    there is nothing to join unattended: the DAG runs only when triggered with a labels location."""
+    monitoring = config.monitoring
+    if monitoring is None or not monitoring.labels:
+        return None
+    return _schedule(monitoring.schedule, labels_asset(config) if monitoring.on_new_labels else None)
 
 
 def retraining_params(config: PipelineConfig) -> dict[str, Param]:
@@ -136,6 +154,20 @@ def drift_params(config: PipelineConfig) -> dict[str, Param]:
     from airflow.sdk import Param
 
     return {"current": Param(config.drift.current or "", type="string", minLength=1, description="recent data to check")}
+
+
+def monitoring_params(config: PipelineConfig) -> dict[str, Param]:
+    """The Trigger form of `<pipeline>__monitor`."""
+    from airflow.sdk import Param
+
+    monitoring = config.monitoring
+    labels = (monitoring.labels if monitoring else None) or ""
+    window = monitoring.window if monitoring else "7d"
+    return {
+        "labels": Param(labels, type="string", minLength=1, description="where the labels are (file or folder)"),
+        "window": Param(window, type="string", pattern=r"^[1-9][0-9]{0,4}[hdw]$",
+                        description="how far back scoring runs count: a number and h, d or w"),
+    }
 
 
 def rollback_params(config: PipelineConfig) -> dict[str, Param]:
@@ -178,6 +210,11 @@ def operator_args(config: PipelineConfig) -> dict[str, Any]:
 def is_drifted(result: dict[str, Any]) -> bool:
     """ShortCircuit condition of the drift DAG."""
     return bool(result and result.get("drifted"))
+
+
+def is_degraded(result: dict[str, Any]) -> bool:
+    """ShortCircuit condition of the monitor DAG."""
+    return bool(result and result.get("degraded"))
 
 
 def raise_for_broken_pipeline_files(dag_file: str) -> None:

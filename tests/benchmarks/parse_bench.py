@@ -63,7 +63,8 @@ def main() -> int:
     env = {**os.environ, "AIRFLOW_HOME": str(work / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW_MLOPS_CONFIGS": str(configs), "AIRFLOW_MLOPS_HOME": str(work / "mlops")}
     files = {"one-task DAG (baseline)": None, "retraining.py": "retraining.py",
-             "batch_inference.py": "batch_inference.py", "drift_monitoring.py": "drift_monitoring.py"}
+             "batch_inference.py": "batch_inference.py", "drift_monitoring.py": "drift_monitoring.py",
+             "monitoring.py": "monitoring.py"}
     results = {}
     for label, template in files.items():
         folder = work / label.split()[0]

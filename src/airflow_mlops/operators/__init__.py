@@ -8,6 +8,11 @@ from airflow_mlops.operators.inference import (
     PlanBatchOperator,
     ScoreChunkOperator,
 )
+from airflow_mlops.operators.monitor import (
+    EstimatePerformanceOperator,
+    MonitorPerformanceOperator,
+    PredictionDriftOperator,
+)
 from airflow_mlops.operators.promote import PromoteModelOperator, RollbackModelOperator
 from airflow_mlops.operators.train import TrainModelOperator
 from airflow_mlops.operators.validate import ValidateDataOperator
@@ -15,9 +20,12 @@ from airflow_mlops.operators.validate import ValidateDataOperator
 __all__ = [
     "CommitBatchOperator",
     "DriftCheckOperator",
+    "EstimatePerformanceOperator",
     "EvaluateModelOperator",
+    "MonitorPerformanceOperator",
     "PinModelOperator",
     "PlanBatchOperator",
+    "PredictionDriftOperator",
     "PromoteModelOperator",
     "RollbackModelOperator",
     "ScoreChunkOperator",

@@ -100,6 +100,23 @@ class MlopsBaseOperator(BaseOperator):
         suffix = f"/{info.map_index}" if info.map_index >= 0 else ""
         return run_prefix(self.pipeline.pipeline, info.run_id, info.task_id) + suffix
 
+    def publish_gate(self, result: GateResult, context: Context) -> None:
+        """Keep the report for the Report link and push the gate to XCom (key `gate`)."""
+        self.report_uri = result.report.uri if result.report else None
+        context["ti"].xcom_push(key="gate", value=result.to_dict())
+
+    def raise_or_alert(
+        self, result: GateResult, event: str, context: Context, *, fail: bool, headline: str | None = None
+    ) -> None:
+        """A watch gate (drift, degradation) found a problem: alert as `event`, then fail the task when `fail`."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.operators.alerts import notify
+
+        notify(self.pipeline, event, result.summary + "\n" + "\n".join(result.failures), context)
+        if fail:
+            raise AirflowFailException(f"{headline or result.gate}: {result.summary}")
+
     def apply_gate(self, result: GateResult, context: Context) -> None:
         """Apply the gate's policy: fail (no retry), skip downstream, or warn and go on."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

@@ -28,9 +28,6 @@ class DriftCheckOperator(MlopsBaseOperator):
         self.current_uri = current_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from airflow_mlops.operators.alerts import notify
         from airflow_mlops.steps import check_pipeline_drift
 
         info = RunInfo.from_context(context)
@@ -43,11 +40,8 @@ class DriftCheckOperator(MlopsBaseOperator):
             run_id=info.run_id,
         )
         gate = outcome["gate"]
-        self.report_uri = gate.report.uri if gate.report else None
-        context["ti"].xcom_push(key="gate", value=gate.to_dict())
+        self.publish_gate(gate, context)
         if outcome["drifted"]:
-            message = gate.summary + "\n" + "\n".join(gate.failures)
-            notify(self.pipeline, "drift", message, context)
-            if self.pipeline.drift.on_drift == "fail":
-                raise AirflowFailException(f"drift detected: {gate.summary}")
+            self.raise_or_alert(gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",
+                                headline="drift detected")
         return {**outcome, "gate": gate.to_dict()}

@@ -79,7 +79,11 @@ class ScoreChunkOperator(MlopsBaseOperator):
 
 
 class CommitBatchOperator(MlopsBaseOperator):
-    """Write the manifest last, after checking every chunk is there with its planned rows."""
+    """Write the manifest last, after checking every chunk is there with its planned rows; record the
+    scoring run in the registry (the monitor joins labels against it).
+
+    Returns `{"uri": manifest, "sha256", "rows", "name", "version", "run_id", "output_prefix"}`.
+    """
 
     template_fields = ("results",)
 
@@ -90,7 +94,10 @@ class CommitBatchOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import commit_scoring
 
-        manifest = commit_scoring(self.store, results=list(self.results))
+        info = RunInfo.from_context(context)
+        manifest = commit_scoring(
+            self.store, self.registry, results=list(self.results), dag_id=info.dag_id, run_id=info.run_id
+        )
         self.log.info("committed %s: %s rows", manifest["uri"], manifest["rows"])
         return manifest
 

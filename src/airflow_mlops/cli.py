@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_mlops.config import PipelineConfig
 
 
 def _config_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +59,19 @@ def _validate_file(args: argparse.Namespace) -> int:
             continue
         for source, config in configs:
             print(f"{source}: ok (pipeline {config.pipeline}, {config.model.flavor} {config.model.task})")
+            for warning in _warnings(config):
+                print(f"{source}: warning: {warning}")
     return 1 if failed else 0
+
+
+def _warnings(config: PipelineConfig) -> list[str]:
+    """What a valid file will not do as its author expects. Printed on stdout with the file's ok line, so stderr
+    stays exactly the DAG import error, and the exit code stays 0: the DAGs load and run."""
+    if config.monitoring is not None and not config.data.ids:
+        return ["monitoring: joins labels to batch predictions on data.ids, and data.ids is empty: the monitor "
+                "cannot match any label; list the columns that identify a row (in the training data, the scoring "
+                "input and the labels)"]
+    return []
 
 
 def _init_commands(subparsers: argparse._SubParsersAction) -> None:

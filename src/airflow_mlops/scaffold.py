@@ -41,7 +41,7 @@ MAX_TEXT_CLASSES = 100
 MAX_CATEGORIES = 100
 
 _ID_WORDS = {"id", "uuid", "guid", "key", "index", "rowid", "row_id", "row_number", "record_id"}
-_ID_NAME = re.compile(r"(^|[_\-\s.])(id|uuid|guid)$|^(id|uuid|guid)[_\-\s.]|[a-z](Id|ID)$")
+_ID_NAME = re.compile(r"(^|[_\-\s.])(id|uuid|guid|key)$|^(id|uuid|guid)[_\-\s.]|[a-z](Id|ID|Key)$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -77,6 +77,7 @@ class PipelinePlan:
     thresholds: dict[str, dict[str, float]]
     stratify: bool
     slices: list[str] = field(default_factory=list)
+    id_candidates: list[str] = field(default_factory=list)
     owner: str = "airflow"
     description: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -242,6 +243,17 @@ def classify_column(series: pd.Series) -> tuple[str, str]:
     if distinct > MAX_CATEGORIES and ratio > 0.5:
         return "excluded", f"text-like: {distinct} distinct values in {len(values)} rows, too many for categories"
     return "categorical", f"{distinct} values"
+
+
+def _unique(series: pd.Series) -> bool:
+    return not series.isna().any() and series.nunique() == len(series)
+
+
+def id_candidates(df: pd.DataFrame, columns: list[Column]) -> list[str]:
+    """Numeric features that could be ids: integers, a different one in every row. Kept as features (a
+    unique integer may be a measurement) but named in the file, since monitoring needs an id to join on."""
+    return [c.name for c in columns if c.role == "numeric" and df[c.name].dtype.kind in "iu"
+            and len(df) > 20 and _unique(df[c.name])]
 
 
 def classify_columns(df: pd.DataFrame, target: str) -> list[Column]:
@@ -424,6 +436,9 @@ def plan_pipeline(
         )
     chosen_task, reason = infer_task(frame[target], task)
     columns = classify_columns(frame, target)
+    for column in columns:
+        if column.role == "id" and not _unique(frame[column.name]):
+            column.note += "; not unique here: monitoring joins labels on ids, so it needs columns that name one row"
     if not any(c.role in ("numeric", "categorical") for c in columns):
         left = ", ".join(f"{c.name} ({c.note or c.role})" for c in columns if c.role != "target")
         raise DataError(f"no usable feature columns besides the target {target!r}: {left or 'the data has no other columns'}")
@@ -467,6 +482,7 @@ def plan_pipeline(
         thresholds=thresholds,
         stratify=stratify,
         slices=slices,
+        id_candidates=id_candidates(frame, columns),
         owner=owner,
         description=description if description is not None else f"Predict {target} from {source}",
         warnings=warnings,
@@ -533,7 +549,16 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
             if column.role == "id":
                 lines.append(f"  #   {column.name}: {column.note}")
     else:
-        lines.append(_line("  ids: []", "id columns: never features, carried into predictions"))
+        lines += [
+            _line("  ids: []", "id columns: never features, carried into predictions"),
+            "  # No column looks like an id (an id-like name such as customer_id with distinct values, or a",
+            "  # different text value or running number in every row). Monitoring after deployment (a monitoring:",
+            "  # section) joins labels to predictions on data.ids: add a column that names each row to the data",
+            "  # (and to the scoring input and the labels), then list it here.",
+        ]
+    for name in plan.id_candidates:
+        lines.append(f"  # {name} could be an id (a different integer in every row): if it names a row rather than "
+                     "measuring something, move it from features to ids.")
     lines.append(_line("  categorical: auto", "text, category columns are categorical; or a list"))
     if plan.excluded:
         lines.append("  # Left out of the features:")

@@ -116,6 +116,37 @@ def test_init_on_a_parquet_table_handles_categoricals_ids_dates_and_constants(cu
     assert "signup_date" not in present.columns and "customer_id" in present.columns
 
 
+def test_init_proposes_ids_for_monitoring_or_says_none_exist(iris_csv, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    rows = 300
+    orders = pd.DataFrame({
+        "order_key": rng.permutation(rows) * 7 + 1000,  # unique integers, not a running number: an id by its name
+        "account": rng.choice(10**9, rows, replace=False),  # unique integers, no id-like name: a candidate
+        "store_id": rng.integers(0, 400, rows),  # id-like name, repeated: an id, but not one that names a row
+        "amount": rng.gamma(2.0, 10.0, rows),
+        "returned": rng.choice(["yes", "no"], rows),
+    })
+    orders.to_parquet(tmp_path / "orders.parquet", index=False)
+    out = tmp_path / "orders.yaml"
+    assert init("orders", "--data", str(tmp_path / "orders.parquet"), "--target", "returned", "--out", str(out)) == 0
+    config = load(out)
+    assert config.data.ids == ["order_key", "store_id"]
+    assert "account" in config.data.features, "a unique integer may be a measurement: proposed, not moved"
+    text = out.read_text()
+    assert "# account could be an id (a different integer in every row)" in text
+    assert "store_id: id-like name with mostly distinct values; not unique here" in text
+    assert "No column looks like an id" not in text
+
+    iris = tmp_path / "iris.yaml"
+    assert init("iris", "--data", str(iris_csv), "--target", "species", "--out", str(iris)) == 0
+    text = iris.read_text()
+    assert "# No column looks like an id" in text and "joins labels to predictions on data.ids" in text
+    assert load(iris).data.ids == []
+
+
 def test_task_is_inferred_from_the_target_and_task_overrides_it(tmp_path):
     import pandas as pd
 
@@ -254,6 +285,28 @@ def test_validate_a_good_and_a_broken_file(iris_csv, tmp_path, capsys, monkeypat
         raise_for_broken_pipeline_files(str(DAGS / "pipeline_files.py"))
     assert str(raised.value).splitlines() == captured.err.splitlines()
     assert main(["config", "validate", str(broken)]) == 1
+
+
+def test_validate_warns_when_monitoring_has_no_ids_to_join_on(iris_csv, tmp_path, capsys):
+    from airflow_mlops.cli import main
+
+    out = tmp_path / "iris.yaml"
+    assert init("iris", "--data", str(iris_csv), "--target", "species", "--out", str(out)) == 0
+    assert main(["validate", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().out, "no monitoring: section, nothing to join"
+
+    out.write_text(out.read_text() + "monitoring: {labels: labels/iris/}\n")
+    assert main(["validate", str(out)]) == 0, "a warning: the DAGs still load"
+    captured = capsys.readouterr()
+    assert f"{out}: warning: monitoring: joins labels to batch predictions on data.ids, and data.ids is empty" in captured.out
+    assert captured.err == ""
+
+    with_ids = tmp_path / "with_ids.yaml"
+    with_ids.write_text(out.read_text().replace("pipeline: iris", "pipeline: with_ids")
+                        .replace("  ids: []", "  ids: [petal width (cm)]")
+                        .replace("    - petal width (cm)", ""))
+    assert main(["validate", str(with_ids)]) == 0
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_validate_as_a_command(tmp_path):

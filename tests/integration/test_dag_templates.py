@@ -48,7 +48,8 @@ def test_every_template_builds_every_example_pipeline_without_heavy_imports(conf
     parsed = parse_in_fresh_process(configs, tmp_path)
     assert parsed["errors"] == {}
     expected = {f"{p}__{kind}" for p in ("breast_cancer", "wine", "diabetes") for kind in KINDS}
-    assert set(parsed["dag_ids"]) == expected
+    # Only breast_cancer has a monitoring: section, so only it gets the fourth template's DAG.
+    assert set(parsed["dag_ids"]) == expected | {"breast_cancer__monitor"}
     # Parsing must not pull in the ML stack: the scheduler parses these files all the time.
     assert parsed["heavy"] == []
 
@@ -90,7 +91,12 @@ def test_retraining_dag_shape_params_and_schedule(configs, monkeypatch):
 
 def test_batch_inference_runs_when_the_champion_changes(configs, monkeypatch):
     dag = _bag(configs, monkeypatch).dags["breast_cancer__batch_inference"]
-    assert [t.task_id for t in dag.topological_sort()] == ["pin_model", "validate_input", "plan", "score", "commit"]
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order[:5] == ["pin_model", "validate_input", "plan", "score", "commit"]
+    # breast_cancer has a monitoring: section: both checks read the commit's output.
+    assert set(order[5:]) == {"predict_drift", "estimate_performance"}
+    assert all(dag.get_task(t).upstream_task_ids == {"commit"} for t in order[5:])
+    assert [t.task_id for t in _bag(configs, monkeypatch).dags["wine__batch_inference"].topological_sort()][-1] == "commit"
     assert dag.timetable.asset_condition.uri == "x-mlops://breast_cancer/champion"
     assert type(dag.get_task("score")).__name__ == "MappedOperator"
 
@@ -138,3 +144,23 @@ def test_unscheduled_when_there_is_nothing_to_score_or_check(configs, monkeypatc
     assert type(bag.dags["minimal__drift"].timetable).__name__ == "NullTimetable"
     # The trigger form asks for the input instead.
     assert bag.dags["minimal__batch_inference"].params.get_param("input").schema["minLength"] == 1
+
+
+def test_the_monitor_without_labels_is_unscheduled_and_its_form_validates(configs, monkeypatch):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    (configs / "minimal.yaml").write_text(
+        "pipeline: minimal\ndata: {train: t.parquet, target: y, ids: [id]}\n"
+        "model: {flavor: xgboost, task: regression}\nmonitoring: {schedule: '@daily', on_degradation: fail}\n"
+    )
+    bag = _bag(configs, monkeypatch)
+    minimal = bag.dags["minimal__monitor"]
+    assert type(minimal.timetable).__name__ == "NullTimetable"
+    assert {t.task_id for t in minimal.tasks} == {"monitor"}
+    with pytest.raises(ParamValidationError):
+        minimal.params.get_param("labels").resolve("")
+    with pytest.raises(ParamValidationError):
+        minimal.params.get_param("window").resolve("7 days")
+    assert minimal.params.get_param("window").resolve("36h") == "36h"
+    scheduled = bag.dags["breast_cancer__monitor"]
+    assert type(scheduled.timetable).__name__ == "AssetOrTimeSchedule"

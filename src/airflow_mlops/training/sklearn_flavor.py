@@ -9,6 +9,9 @@ before anything predicts with them.
 from __future__ import annotations
 
 import inspect
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import ModelLoadError, TrainingError
@@ -100,15 +103,8 @@ class SklearnTrainer:
 
     def save(self) -> bytes:
         """The skops bytes, refused here if `load` would refuse them: no model is stored that cannot be read back."""
-        import warnings
-
-        import skops.io
-
-        with warnings.catch_warnings():
-            # skops finds a ufunc's module by probing every loaded module for its name; in a worker
-            # that touches Airflow's deprecated lazy attributes, each of which warns (1,160 per save).
-            warnings.filterwarnings("ignore", message=r"The `airflow\..*` attribute is deprecated", category=FutureWarning)
-            data = skops.io.dumps(self.pipeline)
+        with _no_airflow_probe_warnings():
+            data = _skops_io().dumps(self.pipeline)
         refused = _refused_types(_schema(data))
         if refused:
             raise TrainingError(
@@ -120,7 +116,8 @@ class SklearnTrainer:
 
     @classmethod
     def load(cls, data: bytes, metadata: dict[str, Any]) -> SklearnTrainer:
-        import skops.io
+        with _no_airflow_probe_warnings():
+            skops_io = _skops_io()
         from sklearn.pipeline import Pipeline
 
         refused = _refused_types(_schema(data))
@@ -128,11 +125,11 @@ class SklearnTrainer:
             raise ModelLoadError(f"sklearn model file names types that are not allowed: {_listing(refused)}")
         try:
             # skops' own audit, a second opinion: it never reports a type outside our list once ours passed.
-            untrusted = skops.io.get_untrusted_types(data=data)
+            untrusted = skops_io.get_untrusted_types(data=data)
             outside = [name for name in untrusted if name not in ALLOWED_TYPES]
             if outside:
                 raise ModelLoadError(f"sklearn model file names types that are not allowed: {_listing(outside)}")
-            pipeline = skops.io.loads(data, trusted=untrusted)
+            pipeline = skops_io.loads(data, trusted=untrusted)
         except ModelLoadError:
             raise
         except Exception as exc:  # listed types only, yet corrupt content fails in any of skops' or sklearn's ways
@@ -147,6 +144,21 @@ class SklearnTrainer:
         import skops
 
         return {"scikit-learn": sklearn.__version__, "skops": skops.__version__}
+
+
+def _skops_io() -> Any:
+    import skops.io
+
+    return skops.io
+
+
+@contextmanager
+def _no_airflow_probe_warnings() -> Iterator[None]:
+    """skops names a ufunc by probing every loaded module for it (on import and on dumps); in a
+    worker that touches Airflow's deprecated lazy attributes, and each warns (1,160 in one task log)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `airflow\.[^`]*`( attribute)? is deprecated", category=FutureWarning)
+        yield
 
 
 def _numeric_steps(estimator: Any, imputer: Any, scaler: Any, make_pipeline: Any) -> Any:

@@ -39,8 +39,13 @@ def compute_metrics(
     y_proba: np.ndarray | None = None,
     classes: list[Any] | None = None,
     custom: dict[str, Any] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, float | None]:
-    """Each named metric; None where it is undefined on this data (e.g. roc_auc with one class)."""
+    """Each named metric; None where it is undefined on this data (e.g. roc_auc with one class).
+
+    `sample_weight` counts each row that many times: monitoring passes distinct (label, prediction)
+    cells with their counts, which gives the exact metric of millions of rows from a few hundred.
+    """
     import numpy as np
     from sklearn import metrics as sk
 
@@ -55,45 +60,47 @@ def compute_metrics(
             results[name] = _finite(function(y_true, y_proba if custom[name].needs_proba else y_pred))
             continue
         try:
-            results[name] = _finite(_metric(name, task, y_true, y_pred, y_proba, classes, sk, np))
+            results[name] = _finite(_metric(name, task, y_true, y_pred, y_proba, classes, sk, np, sample_weight))
         except ValueError:
             results[name] = None
     return results
 
 
-def _metric(name: str, task: str, y_true: Any, y_pred: Any, proba: Any, classes: Any, sk: Any, np: Any) -> float:
+def _metric(name: str, task: str, y_true: Any, y_pred: Any, proba: Any, classes: Any, sk: Any, np: Any,
+            weight: Any = None) -> float:
+    w = {"sample_weight": weight}
     if task == "regression":
         if name == "rmse":
-            return math.sqrt(sk.mean_squared_error(y_true, y_pred))
+            return math.sqrt(sk.mean_squared_error(y_true, y_pred, **w))
         if name == "mae":
-            return sk.mean_absolute_error(y_true, y_pred)
+            return sk.mean_absolute_error(y_true, y_pred, **w)
         if name == "r2":
-            return sk.r2_score(y_true, y_pred)
+            return sk.r2_score(y_true, y_pred, **w)
         if name == "mape":
-            return sk.mean_absolute_percentage_error(y_true, y_pred)
+            return sk.mean_absolute_percentage_error(y_true, y_pred, **w)
         raise ConfigError(f"{name} is not a regression metric")
     binary = task == "binary_classification"
     labels = list(classes)
     if name == "accuracy":
-        return sk.accuracy_score(y_true, y_pred)
+        return sk.accuracy_score(y_true, y_pred, **w)
     if name == "balanced_accuracy":
-        return sk.balanced_accuracy_score(y_true, y_pred)
+        return sk.balanced_accuracy_score(y_true, y_pred, **w)
     if name in {"f1", "precision", "recall"}:
         function = {"f1": sk.f1_score, "precision": sk.precision_score, "recall": sk.recall_score}[name]
         if binary:
-            return function(y_true, y_pred, pos_label=labels[1], zero_division=0)
-        return function(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+            return function(y_true, y_pred, pos_label=labels[1], zero_division=0, **w)
+        return function(y_true, y_pred, labels=labels, average="macro", zero_division=0, **w)
     if proba is None:
         raise ValueError(f"{name} needs probabilities")
     if name == "log_loss":
-        return sk.log_loss(y_true, proba, labels=labels)
+        return sk.log_loss(y_true, proba, labels=labels, **w)
     positive = (y_true == labels[-1]).astype(int) if binary else None
     if name == "roc_auc":
         if binary:
-            return sk.roc_auc_score(positive, proba[:, 1])
-        return sk.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)
+            return sk.roc_auc_score(positive, proba[:, 1], **w)
+        return sk.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels, **w)
     if name == "pr_auc" and binary:
-        return sk.average_precision_score(positive, proba[:, 1])
+        return sk.average_precision_score(positive, proba[:, 1], **w)
     if name == "brier" and binary:
-        return sk.brier_score_loss(positive, proba[:, 1])
+        return sk.brier_score_loss(positive, proba[:, 1], **w)
     raise ConfigError(f"{name} is not defined for {task}")

@@ -1,0 +1,66 @@
+"""Committed batch outputs as streams of Arrow batches: only the parts a manifest lists, each verified."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_mlops.storage import ArtifactStore
+
+PREDICTION = "prediction"
+PROBABILITY_PREFIX = "proba_"
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One committed batch-inference run, as the registry's scoring-run record names it."""
+
+    run_id: str
+    version: int
+    manifest_uri: str
+    committed_at: datetime
+
+
+def read_manifest(manifest_uri: str, store: ArtifactStore) -> dict[str, Any]:
+    if not store.exists(manifest_uri):
+        raise DataError(f"{store.uri(manifest_uri)} does not exist: the batch output was never committed")
+    return store.read_json(manifest_uri)
+
+
+def output_columns(manifest_uri: str, store: ArtifactStore) -> list[str]:
+    """The columns of a committed output (its first part's schema; every part has the same)."""
+    import pyarrow.parquet as pq
+
+    parts = read_manifest(manifest_uri, store)["parts"]
+    if not parts:
+        return []
+    with store.open_read(parts[0]["uri"]) as source:
+        return list(pq.ParquetFile(source).schema_arrow.names)
+
+
+def probability_columns(columns: list[str]) -> list[str]:
+    return [c for c in columns if c.startswith(PROBABILITY_PREFIX)]
+
+
+def iter_output_batches(manifest_uri: str, store: ArtifactStore, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """`columns` of a committed output, batch by batch; each part is checked against its manifest sha256
+    first (`local_path` verifies as it fetches), so a changed part is an IntegrityError, never mixed in."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(manifest_uri, store)
+    for part in manifest["parts"]:
+        with store.local_path(part["uri"], expected_sha256=part["sha256"]) as local:
+            parquet = pq.ParquetFile(local)
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise DataError(f"{part['uri']} has no {', '.join(map(repr, missing))} column "
+                                "(needed to join labels or compute the metrics)")
+            yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)

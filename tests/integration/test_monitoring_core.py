@@ -248,3 +248,36 @@ def test_realized_performance_reads_outputs_and_labels_on_s3(s3_bucket, s3_clien
     [result] = realized_performance(config(metrics=["accuracy"]), [batch], "labels/", store)
     assert result.labelled_rows == 1000
     assert result.metrics["accuracy"] == pytest.approx(sk.accuracy_score(labels["label"], predictions["prediction"]))
+
+
+def test_on_real_data_the_estimate_brackets_realized_accuracy_on_held_out_periods(store):
+    """scikit-learn's breast cancer data: a model trained on one part, calibrated on its test part, then
+    four held-out periods scored; the estimate's band holds the realized value in most of them."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, target = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(7).permutation(len(target))
+    train, test, held_out = order[:200], order[200:369], order[369:]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=500)).fit(features[train], target[train])
+
+    def scored(rows: np.ndarray) -> pd.DataFrame:
+        proba = model.predict_proba(features[rows])
+        return pd.DataFrame({"customer": rows, "prediction": proba.argmax(axis=1), "proba_0": proba[:, 0],
+                             "proba_1": proba[:, 1]})
+
+    reference = scored(test).drop(columns=["customer"]).assign(label=target[test])
+    reference_uri = write_table(reference, "models/v1/test_predictions.parquet", store).uri
+    cfg = config(metrics=["accuracy", "roc_auc"], min_labels=10)
+    inside = 0
+    for period, rows in enumerate(np.array_split(held_out, 4)):
+        batch = commit(store, scored(rows), f"period{period}", parts=1)
+        estimate = estimate_performance(cfg, batch.manifest_uri, reference_uri, store)
+        write_table(pd.DataFrame({"customer": rows, "label": target[rows]}), f"real{period}/l.parquet", store)
+        [realized] = realized_performance(cfg, [batch], f"real{period}/", store)
+        low, high = estimate.bands["accuracy"]
+        inside += low <= realized.metrics["accuracy"] <= high
+        assert abs(estimate.metrics["accuracy"] - realized.metrics["accuracy"]) < 0.15
+    assert inside >= 3

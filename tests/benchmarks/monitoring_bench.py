@@ -269,7 +269,7 @@ def nannyml_python() -> Path | str:
         return python
     print(f"creating {NANNYML_VENV} with nannyml (once) ...", flush=True)
     steps = [["python3", "-m", "venv", str(NANNYML_VENV)],
-             [str(NANNYML_VENV / "bin" / "pip"), "install", "-q", "nannyml"]]
+             [str(NANNYML_VENV / "bin" / "pip"), "install", "-q", "nannyml", "statsmodels"]]  # nannyml 0.13 imports statsmodels without requiring it
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:

@@ -255,12 +255,18 @@ class _Join:
                 self.db.execute("CREATE VIEW scored AS SELECT * FROM predictions")
             self.db.execute(f"CREATE TABLE matched AS SELECT p.*, {label_columns}{slice_columns} "
                             f"FROM scored p JOIN labels l ON {prediction_keys}")
-        never = self._count(f"SELECT count(*) FROM labels l WHERE NOT EXISTS "
-                            f"(SELECT 1 FROM predictions p WHERE {prediction_keys})")
+        labelled, matched = self._count("SELECT count(*) FROM labels"), self._count("SELECT count(*) FROM matched")
+        if event and labelled > matched:
+            never = self._count(f"SELECT count(*) FROM labels l WHERE NOT EXISTS "
+                                f"(SELECT 1 FROM predictions p WHERE {prediction_keys})")
+        else:
+            # One label per id and one prediction per id: every label of a scored id is matched, so the rest
+            # were never scored (and a second join of all labels with all predictions is not needed).
+            never = labelled - matched
         if never:
             self.notes.append(f"{never} labels name ids that were never scored in the window and are left out")
         if event:
-            early = self._count("SELECT count(*) FROM labels") - never - self._count("SELECT count(*) FROM matched")
+            early = labelled - never - matched
             if early:
                 self.notes.append(f"{early} labels are older than every prediction of their id and are left out")
 

@@ -219,6 +219,7 @@ class _Join:
         keys = ", ".join(map(_quoted, self.ids))
         label, event = _quoted(self.label), _quoted(self.event_time) if self.event_time else None
         present = " AND ".join([*(f"{_quoted(c)} IS NOT NULL" for c in self.ids), f"{label} IS NOT NULL"])
+        self._align_key_types()
         total = self._count("SELECT count(*) FROM labels_raw")
         usable = self._count(f"SELECT count(*) FROM labels_raw WHERE {present}")
         if usable < total:
@@ -231,10 +232,9 @@ class _Join:
             self.notes.append(f"{duplicated} ids have more than one label; the {which} counts")
             source = (f"SELECT * EXCLUDE (_rank) FROM (SELECT *, row_number() OVER (PARTITION BY {keys} "
                       f"ORDER BY {order}) AS _rank FROM labels_raw WHERE {present}) WHERE _rank = 1")
-        else:
-            source = f"SELECT * FROM labels_raw WHERE {present}"
-        self.db.execute(f"CREATE TABLE labels AS {source}")
-        self._align_key_types()
+            self.db.execute(f"CREATE TABLE labels AS {source}")
+        else:  # one label per id: no copy of the labels is needed
+            self.db.execute(f"CREATE VIEW labels AS SELECT * FROM labels_raw WHERE {present}")
 
         prediction_keys = " AND ".join(f"p.{_quoted(c)} = l.{_quoted(c)}" for c in self.ids)
         slice_columns = "".join(f", l.{_quoted(c)}" for c in self.slices if c not in self.slices_in_predictions)
@@ -275,13 +275,13 @@ class _Join:
         def types(table: str) -> dict[str, str]:
             return {row[0]: row[1] for row in self.db.execute(f"DESCRIBE {table}").fetchall()}
 
-        predicted, labelled = types("predictions"), types("labels")
+        predicted, labelled = types("predictions"), types("labels_raw")
         for column in self.ids:
             if predicted[column] == labelled[column]:
                 continue
             # 7 on one side and 7.0 on the other (a file with gaps reads integers as floats) are one id.
             common = "DOUBLE" if _numeric(predicted[column]) and _numeric(labelled[column]) else "VARCHAR"
-            for table, kind in (("predictions", predicted[column]), ("labels", labelled[column])):
+            for table, kind in (("predictions", predicted[column]), ("labels_raw", labelled[column])):
                 name = _quoted(column)
                 if common == "VARCHAR" and kind in ("DOUBLE", "FLOAT"):
                     # as text, an integral 7.0 must read '7' to meet the other side's '7'
@@ -401,13 +401,18 @@ class _Join:
         if ranked:
             targets = [known[1]] if binary else known
             scores: dict[str, list[float]] = {m: [] for m in ranked}
+            # The label's own values (a few) are named as classes here, so the query compares raw values
+            # instead of casting every row to text; the cells come back as arrays, not a tuple per cell.
+            values = [row[0] for row in self.db.execute(f"SELECT DISTINCT _label FROM matched WHERE {where}").fetchall()]
             for target in targets:
                 column = _quoted(f"{PROBABILITY_PREFIX}{target}")
-                cells = self.db.execute(f"SELECT y = {_literal(target)}, round({column}, {PROBABILITY_DECIMALS}), "
-                                        f"count(*) FROM {source} GROUP BY ALL").fetchall()
-                positive = np.array([c[0] for c in cells], dtype=bool)
-                score = np.array([c[1] for c in cells], dtype=float)
-                weight = np.array([c[2] for c in cells], dtype=float)
+                hits = [_literal(v) for v in values if v is not None and _text(v) == target]
+                is_target = f"_label IN ({', '.join(hits)})" if hits else "FALSE"
+                cells = self.db.execute(f"SELECT {is_target} AS y, round({column}, {PROBABILITY_DECIMALS}) AS s, "
+                                        f"count(*) AS n FROM matched WHERE {where} GROUP BY ALL").fetchnumpy()
+                positive = np.ma.filled(np.ma.asarray(cells["y"], dtype=bool), False)
+                score = np.ma.filled(np.ma.asarray(cells["s"], dtype=float), np.nan)
+                weight = np.ma.filled(np.ma.asarray(cells["n"], dtype=float), 0.0)
                 outcome = compute_metrics("binary_classification", ranked, np.where(positive, "1", "0"), positive,
                                           np.column_stack([1 - score, score]), classes=["0", "1"], sample_weight=weight)
                 for metric in ranked:
@@ -443,6 +448,13 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str:
+    """A value as the text after `proba_` in the probability columns, as `_class_text` casts it in SQL."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _literal(value: Any) -> str:

@@ -173,11 +173,12 @@ def test_a_retried_read_is_pinned_to_the_etag_and_asks_only_for_bytes_not_yet_re
     etag = put_direct(direct, bucket, "root/data.bin", DATA)
     proxy.inject(Fault("truncate", path=KEY, keep=1000, times=1))
     assert store.read_bytes("data.bin") == DATA
-    first, retry = proxy.requests("GET", KEY)
-    assert first.fault == "truncate" and retry.fault is None
-    assert retry.headers["If-Match"] == etag
+    # On a loaded machine a retry can itself time out and be asked again: every retry is pinned.
+    first, *retries = proxy.requests("GET", KEY)
+    assert first.fault == "truncate" and retries and all(r.fault is None for r in retries)
+    assert all(r.headers["If-Match"] == etag for r in retries)
     # Bytes received before the break are kept only when handed out whole, so the range may start earlier.
-    start, end = (int(n) for n in retry.headers["Range"].removeprefix("bytes=").split("-"))
+    start, end = (int(n) for n in retries[0].headers["Range"].removeprefix("bytes=").split("-"))
     assert start <= 1000 and end == len(DATA) - 1
 
 

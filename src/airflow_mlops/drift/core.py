@@ -268,12 +268,10 @@ def sample_committed_output(
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    if not store.exists(manifest_uri):
-        raise DataError(f"{store.uri(manifest_uri)} does not exist: the batch output was never committed")
-    manifest = store.read_json(manifest_uri)
-    total = int(manifest["total_rows"])
+    from airflow_mlops.monitoring.outputs import iter_output_batches, read_manifest
+
+    total = int(read_manifest(manifest_uri, store)["total_rows"])
     if total == 0:
         raise DataError(f"prediction drift: the batch output {store.uri(manifest_uri)} has no rows")
     keep = None
@@ -281,21 +279,14 @@ def sample_committed_output(
         keep = np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
     tables = []
     offset = 0
-    for part in manifest["parts"]:
-        with store.local_path(part["uri"], expected_sha256=part["sha256"]) as local:
-            parquet = pq.ParquetFile(local)
-            missing = [c for c in columns if c not in parquet.schema_arrow.names]
-            if missing:
-                raise DataError(f"prediction drift: {part['uri']} has no {', '.join(map(repr, missing))} column; "
-                                "the reference test predictions were made by a model with other classes")
-            for batch in parquet.iter_batches(columns=columns):
-                if keep is None:
-                    tables.append(pa.Table.from_batches([batch]))
-                else:
-                    first, stop = np.searchsorted(keep, [offset, offset + batch.num_rows])
-                    if stop > first:
-                        tables.append(pa.Table.from_batches([batch.take(pa.array(keep[first:stop] - offset))]))
-                offset += batch.num_rows
+    for batch in iter_output_batches(manifest_uri, store, columns):
+        if keep is None:
+            tables.append(pa.Table.from_batches([batch]))
+        else:
+            first, stop = np.searchsorted(keep, [offset, offset + batch.num_rows])
+            if stop > first:
+                tables.append(pa.Table.from_batches([batch.take(pa.array(keep[first:stop] - offset))]))
+        offset += batch.num_rows
     if offset != total:
         raise DataError(f"prediction drift: the parts of {store.uri(manifest_uri)} hold {offset} rows, "
                         f"its manifest says {total}")

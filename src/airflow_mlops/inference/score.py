@@ -361,7 +361,7 @@ def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | d
     for uri in stale:
         ensure_within(plan.output_prefix, uri, "delete")
     for uri in stale:
-        store.delete(uri)
+        store.delete(uri)  # each target's containment in the run's folder was proved just above
     # Every chunk has finished, so any temporary left in the run's folder is a killed write's.
     stale += store.remove_stale_temporaries(plan.output_prefix)
     ordered = [by_index[c.index] for c in plan.chunks]

@@ -61,6 +61,6 @@ def iter_output_batches(manifest_uri: str, store: ArtifactStore, columns: list[s
             parquet = pq.ParquetFile(local)
             missing = [c for c in columns if c not in parquet.schema_arrow.names]
             if missing:
-                raise DataError(f"{part['uri']} has no {', '.join(map(repr, missing))} column "
-                                "(needed to join labels or compute the metrics)")
+                raise DataError(f"{part['uri']} has no {', '.join(map(repr, missing))} column: the batch was "
+                                "scored by a model with other classes, or without the ids or slices asked for")
             yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)

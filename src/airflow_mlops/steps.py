@@ -9,11 +9,11 @@ Registry writes happen here, never inside the ML modules.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.config.schema import window_timedelta
 from airflow_mlops.errors import ConfigError, NotFoundError, RegistryError
 from airflow_mlops.refs import DatasetRef, GateResult, ModelRef
 
@@ -394,17 +394,6 @@ class PredictionDriftOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "drifted": self.drifted, "summary": self.summary,
                 "gate": self.gate.to_dict() if self.gate else None, "drifted_columns": list(self.drifted_columns)}
-
-
-WINDOW = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
-
-
-def window_timedelta(window: str) -> timedelta:
-    """'36h', '7d', '2w' as a timedelta (the pipeline file's `monitoring.window` format)."""
-    match = WINDOW.match(str(window).strip())
-    if match is None:
-        raise ConfigError(f"monitoring window {window!r}: expected a number and h, d or w, e.g. '7d'")
-    return timedelta(hours=int(match.group(1)) * {"h": 1, "d": 24, "w": 168}[match.group(2)])
 
 
 def _monitoring(config: PipelineConfig) -> Any:

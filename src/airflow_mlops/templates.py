@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config import LoadedPipelines, PipelineConfig, load_pipeline_configs
+from airflow_mlops.config.schema import WINDOW_PATTERN
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Param
@@ -165,7 +166,7 @@ def monitoring_params(config: PipelineConfig) -> dict[str, Param]:
     window = monitoring.window if monitoring else "7d"
     return {
         "labels": Param(labels, type="string", minLength=1, description="where the labels are (file or folder)"),
-        "window": Param(window, type="string", pattern=r"^[1-9][0-9]{0,4}[hdw]$",
+        "window": Param(window, type="string", pattern=WINDOW_PATTERN,
                         description="how far back scoring runs count: a number and h, d or w"),
     }
 

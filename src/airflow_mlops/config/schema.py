@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_mlops.errors import ConfigError
+
 Policy = Literal["fail", "skip", "warn"]
 Flavor = Literal["sklearn", "xgboost", "torch"]
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
@@ -495,6 +497,17 @@ class RetrainingConfig(_Section):
     on_new_data: StrictBool = Field(True, description="also run when the training data Asset is updated")
 
 
+WINDOW_PATTERN = r"^([1-9][0-9]{0,4})([hdw])$"
+
+
+def window_timedelta(window: str) -> datetime.timedelta:
+    """'36h', '7d', '2w' (`monitoring.window`, or the monitor's trigger form) as a timedelta."""
+    match = re.match(WINDOW_PATTERN, str(window).strip())
+    if match is None:
+        raise ConfigError(f"monitoring window {shown(window)}: expected a number and h, d or w, e.g. '7d'")
+    return datetime.timedelta(hours=int(match.group(1)) * {"h": 1, "d": 24, "w": 168}[match.group(2)])
+
+
 class MaxDrop(_Section):
     amount: StrictFloat = Field(gt=0.0, description="largest allowed drop of a metric from the champion's own test-set value, in its bad direction")
     relative: StrictBool = Field(False, description="amount is a fraction of the test-set value")
@@ -515,7 +528,7 @@ class MonitoringConfig(_Section):
     thresholds: dict[str, Threshold] = Field(default_factory=dict, description="absolute bounds on realized metrics")
     max_drop: MaxDrop | None = Field(None, description="allowed drop of each monitored metric from the champion's own test-set value")
     min_labels: StrictInt = Field(100, ge=1, description="with fewer labelled predictions there is no verdict, only a record")
-    window: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}[hdw]$")] = Field(
+    window: Annotated[str, Field(pattern=WINDOW_PATTERN)] = Field(
         "7d", description="how far back scoring runs (and labels with an event_time) count: a number and h, d or w"
     )
     estimate: StrictBool = Field(True, description="estimate classifier performance after each batch, before labels arrive (CBPE)")
@@ -527,11 +540,6 @@ class MonitoringConfig(_Section):
     @classmethod
     def _slice_shorthand(cls, value: Any) -> Any:
         return EvaluationConfig._slice_shorthand(value)
-
-    @property
-    def window_timedelta(self) -> datetime.timedelta:
-        count, unit = int(self.window[:-1]), self.window[-1]
-        return datetime.timedelta(hours=count * {"h": 1, "d": 24, "w": 168}[unit])
 
 
 class AlertsConfig(_Section):

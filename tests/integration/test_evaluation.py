@@ -73,11 +73,25 @@ def test_thresholds_absent_and_present(models, data):
 
 
 def test_relative_improvement_is_a_share_of_the_champion(models, data):
-    same = run(models, data, {"champion": {"min_improvement": 0.0}}, champion="good", champion_version=1)
-    assert same.gate.passed, "equal to the champion passes a zero minimum improvement"
+    same = run(models, data, {"champion": {"min_improvement": 0.0, "on_tie": "promote"}}, champion="good", champion_version=1)
+    assert same.gate.passed, "with on_tie: promote, equal to the champion passes a zero minimum improvement"
     demanding = run(models, data, {"champion": {"min_improvement": 0.05, "relative": True}}, champion="good", champion_version=1)
     assert not demanding.gate.passed
     assert "by at least 5.0% relative" in demanding.gate.failures[0]
+
+
+def test_a_tie_with_the_champion_does_not_promote_by_default(models, data):
+    """Weekly retraining on unchanged data gives the same model: it must not replace the champion."""
+    tie = run(models, data, champion="good", champion_version=1)
+    assert not tie.gate.passed
+    assert [f for f in tie.gate.failures if "champion" in f] == [
+        f"roc_auc {tie.gate.metrics['candidate']['roc_auc']:.4g} ties champion v1 "
+        f"({tie.gate.metrics['champion']['roc_auc']:.4g}): a challenger must beat it (champion.on_tie: reject)"
+    ]
+    # A positive min_improvement still needs that much: a tie never meets it, whatever on_tie says.
+    demanding = run(models, data, {"champion": {"min_improvement": 0.001, "on_tie": "promote"}},
+                    champion="good", champion_version=1)
+    assert any("does not improve on champion v1" in f for f in demanding.gate.failures)
 
 
 def test_baseline_and_overfitting_guard(models, data):
@@ -89,7 +103,8 @@ def test_baseline_and_overfitting_guard(models, data):
 
 def test_a_champion_that_cannot_be_scored_is_a_named_failure(models, data):
     broken = data[2].drop(columns=["mean radius"])
-    result = evaluate_candidate(config(), models["good"], data[2], models["store"], report_path="r/x.html",
+    tie_allowed = config({"champion": {"on_tie": "promote"}})
+    result = evaluate_candidate(tie_allowed, models["good"], data[2], models["store"], report_path="r/x.html",
                                 champion=models["good"], champion_version=4)
     assert result.gate.passed
     class Unscorable:

@@ -415,6 +415,10 @@ class ChampionComparison(_Section):
     on_missing: Literal["pass", "fail"] = Field(
         "pass", description="what the comparison does when there is no champion yet (first run)"
     )
+    on_tie: Literal["reject", "promote"] = Field(
+        "reject",
+        description="a challenger equal to the champion on the primary metric: reject (it must beat it) or promote",
+    )
 
 
 class SliceConfig(_Section):

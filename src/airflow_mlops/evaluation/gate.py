@@ -194,10 +194,14 @@ def evaluate_candidate(
             else:
                 required = comparison.min_improvement * (abs(reference) if comparison.relative else 1.0)
                 improvement = (value - reference) if higher else (reference - value)
-                ok = improvement >= required - EPSILON
                 how = f"{comparison.min_improvement:.1%} relative" if comparison.relative else f"{required:.4g}"
-                check("champion", ok, f"{primary} {_fmt(value)} {'improves' if ok else 'does not improve'} on champion "
-                                      f"v{champion_version} ({_fmt(reference)}) by at least {how}")
+                if abs(improvement) <= EPSILON and required <= EPSILON and comparison.on_tie == "reject":
+                    check("champion", False, f"{primary} {_fmt(value)} ties champion v{champion_version} "
+                                             f"({_fmt(reference)}): a challenger must beat it (champion.on_tie: reject)")
+                else:
+                    ok = improvement >= required - EPSILON
+                    check("champion", ok, f"{primary} {_fmt(value)} {'improves' if ok else 'does not improve'} on "
+                                          f"champion v{champion_version} ({_fmt(reference)}) by at least {how}")
 
     slice_metrics = _slices(candidate, test, config, primary, custom)
     passed = not failures

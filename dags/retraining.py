@@ -4,12 +4,19 @@ One DAG per pipeline file in configs/ (or $AIRFLOW_MLOPS_CONFIGS). Runs on
 `retraining.schedule`, and when `retraining.on_new_data` is true also whenever
 the training data Asset is updated. Promotion emits the champion Asset, which
 starts batch inference. `<pipeline>__rollback` moves the alias back one step.
+
+Every alias move, from this DAG or anywhere else (registry pages, plugin API,
+CLI, Python), is a row in the registry's alias history; AssetWatchers following
+that history turn each move into one Asset event: the champion Asset starts
+batch inference, and the alias-moves Asset starts `<pipeline>__announce`, which
+sends the `alias_moved` alert.
 """
 
 from airflow.sdk import DAG
 
 from airflow_mlops import templates
 from airflow_mlops.operators import (
+    AnnounceAliasMovesOperator,
     EvaluateModelOperator,
     PromoteModelOperator,
     RollbackModelOperator,
@@ -37,16 +44,18 @@ for config in templates.pipelines(__file__):
         approve = PromotionApprovalOperator(
             task_id="approve",
             approval="{{ params.approval }}",
+            evaluated=evaluate.output,
             subject=f"Promote a new {config.pipeline} model to '{config.promotion.alias}'?",
             body="Evaluation: {{ ti.xcom_pull(task_ids='evaluate', key='gate')['summary'] }}",
             response_timeout=templates.approval_timeout(config),
+            **args,
         )
         promote = PromoteModelOperator(
             task_id="promote",
             evaluated=evaluate.output,
+            approved=approve.output,
             dry_run="{{ params.dry_run }}",
             reason="{{ params.reason or None }}",
-            outlets=[templates.champion_asset(config)],
             **args,
         )
         validate >> train >> evaluate >> approve >> promote
@@ -56,10 +65,10 @@ for config in templates.pipelines(__file__):
         params=templates.rollback_params(config),
         **templates.dag_kwargs(config, "rollback", "move the champion back one step"),
     ):
-        RollbackModelOperator(
-            task_id="rollback",
-            alias="{{ params.alias }}",
-            reason="{{ params.reason }}",
-            outlets=[templates.champion_asset(config)],
-            **args,
-        )
+        RollbackModelOperator(task_id="rollback", alias="{{ params.alias }}", reason="{{ params.reason }}", **args)
+
+    with DAG(
+        schedule=templates.alias_moves_asset(config),
+        **templates.dag_kwargs(config, "announce", "announce every alias move"),
+    ):
+        AnnounceAliasMovesOperator(task_id="announce", **args)

@@ -43,6 +43,10 @@ class RegistryError(MlopsError):
     """A registry operation was refused (unknown model, version or alias, ...)."""
 
 
+class ForbiddenMoveError(RegistryError, PermissionError):
+    """A protected alias was asked to move by someone or something its policy does not allow."""
+
+
 class NotFoundError(RegistryError, LookupError):
     """A registered model, version or alias does not exist."""
 

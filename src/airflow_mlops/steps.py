@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import window_timedelta
 from airflow_mlops.errors import ConfigError, NotFoundError, RegistryError
+from airflow_mlops.governance import require_approval_for_protected
 from airflow_mlops.refs import DatasetRef, GateResult, ModelRef
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
-    from airflow_mlops.registry import ModelRegistry, PerformanceRecord
+    from airflow_mlops.registry import Approval, ModelRegistry, PerformanceRecord
     from airflow_mlops.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -177,14 +178,20 @@ def promote_version(
     reason: str,
     dag_id: str | None = None,
     run_id: str | None = None,
+    approval: Approval | None = None,
 ) -> dict[str, Any]:
-    """Compare-and-set the alias from the champion evaluation saw to the evaluated version."""
+    """Compare-and-set the alias from the champion evaluation saw to the evaluated version.
+
+    `approval` (who approved, their comment, when) is written on the history row of the move;
+    a protected alias moves only with one.
+    """
     model = ModelRef.from_dict(evaluated["model"])
     alias = config.promotion.alias
     current = _champion_version(registry, model.name, alias)
     if current == model.version:
         log.info("%s '%s' already points at v%s (a retry); nothing to do", model.name, alias, model.version)
         return {"model": model.to_dict(), "alias": alias, "previous_version": None}
+    require_approval_for_protected(config, alias, approval.approver if approval else None)
     registry.set_alias(
         model.name,
         alias,
@@ -194,6 +201,7 @@ def promote_version(
         reason=reason,
         dag_id=dag_id,
         run_id=run_id,
+        approval=approval,
     )
     log.info("%s '%s' -> v%s (was %s)", model.name, alias, model.version, current)
     return {"model": model.to_dict(), "alias": alias, "previous_version": current}
@@ -214,6 +222,49 @@ def rollback_alias(
     before = _champion_version(registry, name, alias)
     version = registry.rollback(name, alias, reason=reason, actor=actor, dag_id=dag_id, run_id=run_id)
     return {"model": ModelRef(name=name, version=version.version).to_dict(), "alias": alias, "previous_version": before}
+
+
+def describe_alias_move(
+    config: PipelineConfig, registry: ModelRegistry, move: dict[str, Any], *, ui_base_url: str
+) -> dict[str, Any]:
+    """The `alias_moved` announcement of one alias-history move: a message for people and a payload
+    for machines (version from -> to, who, why, who approved, test-metric changes, the version page)."""
+    from urllib.parse import quote
+
+    name, alias = move["model"], move["alias"]
+    before, after = move.get("from_version"), move.get("to_version")
+    old = _test_metrics(registry, name, before) if before else {}
+    new = _test_metrics(registry, name, after) if after else {}
+    changes = {
+        metric: {"from": old.get(metric), "to": new.get(metric),
+                 "change": new[metric] - old[metric] if _both_numbers(old.get(metric), new.get(metric)) else None}
+        for metric in sorted(set(old) | set(new))
+    }
+    link = f"{ui_base_url}/models/{quote(name)}/versions/{after}" if after else f"{ui_base_url}/models/{quote(name)}"
+    lines = [
+        f"{name} '{alias}': {_version_text(before)} -> {_version_text(after)} ({move.get('kind')}) "
+        f"by {move.get('actor')}",
+        f"why: {move.get('reason') or '(no reason given)'}",
+    ]
+    if move.get("approver"):
+        comment = move.get("approval_comment")
+        lines.append(f"approved by {move['approver']}" + (f": {comment}" if comment else ""))
+    lines += [f"{metric}: {_number_text(c['from'])} -> {_number_text(c['to'])}"
+              + (f" ({c['change']:+.4g})" if c["change"] is not None else "") for metric, c in changes.items()]
+    lines.append(link)
+    return {"message": "\n".join(lines), "payload": {**move, "metric_changes": changes, "link": link}}
+
+
+def _both_numbers(a: Any, b: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+
+
+def _version_text(version: int | None) -> str:
+    return f"v{version}" if version else "(none)"
+
+
+def _number_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
 
 # --------------------------------------------------------------------------- drift

@@ -16,11 +16,13 @@ from airflow_mlops.config import LoadedPipelines, PipelineConfig, load_pipeline_
 from airflow_mlops.config.schema import WINDOW_PATTERN
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, Param
+    from airflow.sdk import Asset, AssetWatcher, Param
 
 log = logging.getLogger(__name__)
 
 CONFIGS_ENV = "AIRFLOW_MLOPS_CONFIGS"
+ALIAS_POLL_ENV = "AIRFLOW_MLOPS_ALIAS_POLL_SECONDS"
+DEFAULT_ALIAS_POLL_SECONDS = 5.0
 CRON_PRESETS = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -72,12 +74,35 @@ def training_data_asset(config: PipelineConfig) -> Asset:
     return Asset(name=f"{config.pipeline}.training_data", uri=_absolute_uri(config.data.train))
 
 
+def _alias_watcher(config: PipelineConfig, asset_name: str, aliases: list[str] | None) -> AssetWatcher:
+    """Follows the registry's alias history from Airflow's triggerer: one Asset event per move."""
+    from airflow.sdk import AssetWatcher
+
+    from airflow_mlops.triggers.alias_history import AliasMovedTrigger
+
+    trigger = AliasMovedTrigger(
+        model=config.pipeline, stream=asset_name, aliases=aliases,
+        poll_interval=float(os.environ.get(ALIAS_POLL_ENV) or DEFAULT_ALIAS_POLL_SECONDS),
+    )
+    return AssetWatcher(name=f"{asset_name}.history", trigger=trigger)
+
+
 def champion_asset(config: PipelineConfig) -> Asset:
-    """Updated whenever the promotion alias of this pipeline moves."""
+    """Updated once per move of the promotion alias, wherever it moved (DAG, UI, API, CLI, Python)."""
     from airflow.sdk import Asset
 
     alias = config.promotion.alias
-    return Asset(name=f"{config.pipeline}.{alias}", uri=f"x-mlops://{config.pipeline}/{alias}")
+    name = f"{config.pipeline}.{alias}"
+    return Asset(name=name, uri=f"x-mlops://{config.pipeline}/{alias}",
+                 watchers=[_alias_watcher(config, name, [alias])])
+
+
+def alias_moves_asset(config: PipelineConfig) -> Asset:
+    """Updated once per move of any of the model's aliases: what `<pipeline>__announce` announces."""
+    from airflow.sdk import Asset
+
+    name = f"{config.pipeline}.aliases"
+    return Asset(name=name, uri=f"x-mlops://{config.pipeline}/aliases", watchers=[_alias_watcher(config, name, None)])
 
 
 def labels_asset(config: PipelineConfig) -> Asset | None:

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
-KINDS = ("retrain", "rollback", "batch_inference", "drift")
+KINDS = ("retrain", "rollback", "announce", "batch_inference", "drift")
 HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "pandas", "pyarrow", "boto3")
 
 PARSE_SCRIPT = """
@@ -83,8 +83,10 @@ def test_retraining_dag_shape_params_and_schedule(configs, monkeypatch):
     from airflow.sdk import AssetOrTimeSchedule
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule) or "Asset" in type(dag.timetable).__name__
-    promote = dag.get_task("promote")
-    assert [a.uri for a in promote.outlets] == ["x-mlops://breast_cancer/champion"]
+    # The move is announced by the alias history's watchers, never by the task itself (that would count it twice).
+    assert dag.get_task("promote").outlets == [] and bag.dags["breast_cancer__rollback"].get_task("rollback").outlets == []
+    announce = bag.dags["breast_cancer__announce"]
+    assert announce.timetable.asset_condition.uri == "x-mlops://breast_cancer/aliases"
     diabetes = bag.dags["diabetes__retrain"]  # on_new_data: false -> time only
     assert "Asset" not in type(diabetes.timetable).__name__
 
@@ -97,7 +99,15 @@ def test_batch_inference_runs_when_the_champion_changes(configs, monkeypatch):
     assert set(order[5:]) == {"predict_drift", "estimate_performance"}
     assert all(dag.get_task(t).upstream_task_ids == {"commit"} for t in order[5:])
     assert [t.task_id for t in _bag(configs, monkeypatch).dags["wine__batch_inference"].topological_sort()][-1] == "commit"
-    assert dag.timetable.asset_condition.uri == "x-mlops://breast_cancer/champion"
+    champion = dag.timetable.asset_condition
+    assert champion.uri == "x-mlops://breast_cancer/champion"
+    # The champion Asset is updated by a watcher that follows the promotion alias in the registry's history.
+    [watcher] = champion.watchers
+    assert watcher.trigger.serialize() == (
+        "airflow_mlops.triggers.alias_history.AliasMovedTrigger",
+        {"model": "breast_cancer", "stream": "breast_cancer.champion", "aliases": ["champion"],
+         "registry_conn_id": "mlops_registry", "poll_interval": 5.0},
+    )
     assert type(dag.get_task("score")).__name__ == "MappedOperator"
 
 

@@ -456,10 +456,37 @@ class EvaluationConfig(_Section):
 # ------------------------------------------------------- promotion / inference / drift
 
 
+class AliasAdmins(_Section):
+    roles: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["admin"],
+        description="Airflow auth-manager roles whose users may move a protected alias directly (case-insensitive)",
+    )
+    users: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="user names who may move a protected alias directly"
+    )
+
+
 class PromotionConfig(_Section):
     alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
     approval: Literal["none", "required"] = "none"
     approval_timeout_hours: StrictFloat = Field(72.0, gt=0)
+    approver_must_differ: StrictBool = Field(
+        False, description="refuse an approval by the user who started the run (separation of duties)"
+    )
+    protected: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="aliases that move only through an approved promotion, or directly by alias_admins",
+    )
+    alias_admins: AliasAdmins = Field(
+        default_factory=AliasAdmins, description="who may move a protected alias from the registry pages or API"
+    )
+
+    def is_protected(self, alias: str) -> bool:
+        return alias in self.protected
+
+    def approval_required(self, requested: str) -> bool:
+        """A run's approval setting, raised to `required` when the promotion alias is protected."""
+        return requested == "required" or self.is_protected(self.alias)
 
 
 class InferenceConfig(_Section):

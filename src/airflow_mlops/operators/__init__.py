@@ -1,5 +1,6 @@
 """Thin Airflow operators over the airflow-mlops modules: read the context, call one step, return a ref."""
 
+from airflow_mlops.operators.announce import AnnounceAliasMovesOperator
 from airflow_mlops.operators.drift import DriftCheckOperator
 from airflow_mlops.operators.evaluate import EvaluateModelOperator
 from airflow_mlops.operators.inference import (
@@ -18,6 +19,7 @@ from airflow_mlops.operators.train import TrainModelOperator
 from airflow_mlops.operators.validate import ValidateDataOperator
 
 __all__ = [
+    "AnnounceAliasMovesOperator",
     "CommitBatchOperator",
     "DriftCheckOperator",
     "EstimatePerformanceOperator",

@@ -19,23 +19,31 @@ class PromoteModelOperator(MlopsBaseOperator):
     with, so a concurrent promotion makes this task fail instead of silently
     overwriting it. A retry after a successful move is a no-op.
 
+    The alias history, not this task, is what announces the move: the champion Asset's
+    watcher turns the new history row into the Asset event that starts batch inference.
+
     :param evaluated: the evaluate task's result (templated; pass `evaluate.output`).
+    :param approved: the approve task's result (templated; pass `approve.output`): who approved,
+        with their comment, goes on the history row of the move.
     :param dry_run: train and evaluate only; skip the promotion (templated).
     :param reason: recorded in the alias history (templated).
     """
 
-    template_fields = ("evaluated", "dry_run", "reason")
+    template_fields = ("evaluated", "approved", "dry_run", "reason")
     operator_extra_links = (ModelVersionLink(),)
 
-    def __init__(self, *, evaluated: Any, dry_run: Any = False, reason: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, evaluated: Any, approved: Any = None, dry_run: Any = False, reason: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.evaluated = evaluated
+        self.approved = approved
         self.dry_run = dry_run
         self.reason = reason
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_mlops.operators.approval import approval_from_result
         from airflow_mlops.steps import promote_version
 
         if str(self.dry_run).lower() in {"true", "1"}:
@@ -49,6 +57,7 @@ class PromoteModelOperator(MlopsBaseOperator):
             reason=self.reason or f"passed evaluation in {info.dag_id} run {info.run_id}",
             dag_id=info.dag_id,
             run_id=info.run_id,
+            approval=approval_from_result(self.approved),
         )
         self.model_ref = ModelRef.from_dict(outcome["model"])
         return outcome

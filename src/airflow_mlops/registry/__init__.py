@@ -7,6 +7,7 @@ from typing import Any
 __all__ = [
     "UNCHECKED",
     "AliasEvent",
+    "Approval",
     "DriftRecord",
     "EvaluationRecord",
     "ModelRegistry",
@@ -25,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name in {
-        "AliasEvent", "DriftRecord", "EvaluationRecord", "ModelVersion", "PerformanceRecord", "RegisteredModel",
+        "AliasEvent", "Approval", "DriftRecord", "EvaluationRecord", "ModelVersion", "PerformanceRecord", "RegisteredModel",
         "ScoringRun",
     }:
         from airflow_mlops.registry import records

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
 from airflow_mlops.registry.models import (
+    AliasCursorRow,
     AliasEventRow,
     AliasRow,
     DriftRow,
@@ -38,7 +39,10 @@ from airflow_mlops.registry.models import (
     utcnow,
 )
 from airflow_mlops.registry.records import (
+    DECISION_KINDS,
+    MOVE_KINDS,
     AliasEvent,
+    Approval,
     DriftRecord,
     EvaluationRecord,
     ModelVersion,
@@ -521,8 +525,9 @@ class ModelRegistry:
         dag_id: str | None = None,
         run_id: str | None = None,
         kind: str = "set",
+        approval: Approval | None = None,
     ) -> AliasEvent:
-        """Point `alias` at `version`, recording who, why and from which run.
+        """Point `alias` at `version`, recording who, why, from which run and who approved it.
 
         `expected_version` makes it a compare-and-set: the alias must point at that
         version now (None: must not exist yet), else `ConflictError` and nothing changes.
@@ -559,6 +564,40 @@ class ModelRegistry:
                 dag_id=dag_id,
                 run_id=run_id,
                 at=now,
+                **_approval_columns(approval),
+            )
+            session.add(event_row)
+            session.flush()
+            return _event(name, event_row)
+
+    def record_alias_decision(
+        self,
+        name: str,
+        alias: str,
+        candidate_version: int,
+        *,
+        kind: str,
+        actor: str | None,
+        reason: str,
+        approval: Approval | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+    ) -> AliasEvent:
+        """Append a decision that moved nothing (a rejection, a refused approval, a timeout) to the history.
+
+        `from_version` is where the alias points now and `to_version` the version that was proposed.
+        """
+        if kind not in DECISION_KINDS:
+            raise RegistryError(f"alias decision kind {kind!r}: expected one of {', '.join(DECISION_KINDS)}")
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            current = session.scalars(
+                select(AliasRow.version).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+            ).first()
+            event_row = AliasEventRow(
+                model_id=model.id, alias=alias, kind=kind, from_version=current, to_version=candidate_version,
+                actor=_actor(actor), reason=reason, dag_id=dag_id, run_id=run_id, at=utcnow(),
+                **_approval_columns(approval),
             )
             session.add(event_row)
             session.flush()
@@ -598,7 +637,7 @@ class ModelRegistry:
         """
         if not reason.strip():
             raise RegistryError("a rollback needs a reason; it is recorded in the alias history")
-        events = self.history(name, alias)
+        events = [e for e in self.history(name, alias) if e.is_move]
         if not events or events[-1].to_version is None:
             raise RegistryError(f"{name} '{alias}' is not set; there is nothing to roll back")
         target = _rollback_target(events)
@@ -614,7 +653,8 @@ class ModelRegistry:
         """For each alias that is set, the version `rollback` would move it to (None: no earlier version)."""
         by_alias: dict[str, list[AliasEvent]] = {}
         for event_record in self.history(name):
-            by_alias.setdefault(event_record.alias, []).append(event_record)
+            if event_record.is_move:
+                by_alias.setdefault(event_record.alias, []).append(event_record)
         return {alias: _rollback_target(events) for alias, events in by_alias.items() if events[-1].to_version is not None}
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
@@ -625,6 +665,49 @@ class ModelRegistry:
             if alias is not None:
                 query = query.where(AliasEventRow.alias == alias)
             return [_event(name, row) for row in session.scalars(query.order_by(AliasEventRow.id))]
+
+    def alias_moves_after(
+        self, name: str, after_event_id: int, *, aliases: list[str] | None = None, limit: int = 100
+    ) -> list[AliasEvent]:
+        """Moves of `name`'s aliases (all, or those in `aliases`) with an event id above `after_event_id`,
+        oldest first: what an alias watcher has not handed on yet. An unknown model has none."""
+        with self._read() as session:
+            model = session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.name == name)).first()
+            if model is None:
+                return []
+            query = select(AliasEventRow).where(
+                AliasEventRow.model_id == model.id, AliasEventRow.id > after_event_id,
+                AliasEventRow.kind.in_(MOVE_KINDS),
+            )
+            if aliases is not None:
+                query = query.where(AliasEventRow.alias.in_(aliases))
+            return [_event(name, row) for row in session.scalars(query.order_by(AliasEventRow.id).limit(limit))]
+
+    def last_alias_event_id(self, name: str, *, before: datetime | None = None) -> int:
+        """The newest history event id of `name` (recorded before `before`, when given); 0 when none."""
+        with self._read() as session:
+            query = (
+                select(func.max(AliasEventRow.id))
+                .join(RegisteredModelRow, RegisteredModelRow.id == AliasEventRow.model_id)
+                .where(RegisteredModelRow.name == name)
+            )
+            if before is not None:
+                query = query.where(AliasEventRow.at < before)
+            return int(session.scalar(query) or 0)
+
+    def alias_cursor(self, stream: str) -> int | None:
+        """The last event id the watcher `stream` handed on, or None when it never ran."""
+        with self._read() as session:
+            return session.scalar(select(AliasCursorRow.last_event_id).where(AliasCursorRow.stream == stream))
+
+    def set_alias_cursor(self, stream: str, event_id: int) -> None:
+        """Record that the watcher `stream` has handed on every event up to `event_id` (never moves back)."""
+        with self._write() as session:
+            row = session.get(AliasCursorRow, stream)
+            if row is None:
+                session.add(AliasCursorRow(stream=stream, last_event_id=event_id, updated_at=utcnow()))
+            elif event_id > row.last_event_id:
+                row.last_event_id, row.updated_at = event_id, utcnow()
 
     # ------------------------------------------------------- evaluations, drift
 
@@ -866,7 +949,15 @@ def _event(name: str, row: AliasEventRow) -> AliasEvent:
     return AliasEvent(
         name=name, alias=row.alias, kind=row.kind, from_version=row.from_version, to_version=row.to_version,
         actor=row.actor, reason=row.reason, dag_id=row.dag_id, run_id=row.run_id, at=row.at,
+        event_id=row.id, approver=row.approver, approval_comment=row.approval_comment,
+        approved_at=row.approved_at,
     )
+
+
+def _approval_columns(approval: Approval | None) -> dict[str, Any]:
+    if approval is None:
+        return {}
+    return {"approver": approval.approver, "approval_comment": approval.comment, "approved_at": approval.at}
 
 
 def _evaluation(name: str, row: EvaluationRow) -> EvaluationRecord:

@@ -113,6 +113,19 @@ class AliasEventRow(Base):
     dag_id: Mapped[str | None] = mapped_column(String(250))
     run_id: Mapped[str | None] = mapped_column(String(250))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    approver: Mapped[str | None] = mapped_column(String(250))
+    approval_comment: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[datetime | None] = mapped_column()
+
+
+class AliasCursorRow(Base):
+    """How far each alias watcher has announced the alias history (the last event id it handed on)."""
+
+    __tablename__ = "mlops_alias_cursors"
+
+    stream: Mapped[str] = mapped_column(String(250), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EvaluationRow(Base):

@@ -60,7 +60,29 @@ class AliasEvent(_Record):
     dag_id: str | None
     run_id: str | None
     at: datetime
+    event_id: int = 0
+    approver: str | None = None
+    approval_comment: str | None = None
+    approved_at: datetime | None = None
 
+    @property
+    def is_move(self) -> bool:
+        """False for recorded decisions (a rejection, a refused approval, a timeout) that moved nothing."""
+        return self.kind in MOVE_KINDS
+
+
+MOVE_KINDS = ("set", "rollback", "delete")
+"""Alias history kinds that changed where an alias points; the others record approval decisions."""
+DECISION_KINDS = ("rejected", "approval_refused", "approval_timeout")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person's approval of a promotion, written on the alias history row of the move it allowed."""
+
+    approver: str
+    comment: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ def _pipelines() -> dict[str, Any]:
     return {config.model_name: config for config in loaded.configs.values()}
 
 
+def _roles(user: Any) -> list[str]:
+    """The auth manager's roles of `user`: the simple auth manager gives one `role`, FAB a list of `roles`."""
+    roles = [getattr(role, "name", role) for role in getattr(user, "roles", None) or []]
+    role = getattr(user, "role", None)
+    return [str(r) for r in (*roles, *([role] if role else []))]
+
+
 def create_app() -> "FastAPI":
     """The FastAPI app of the registry pages and API (imports Airflow's API server)."""
     from typing import Annotated
@@ -64,7 +71,13 @@ def create_app() -> "FastAPI":
     from fastapi.templating import Jinja2Templates
     from pydantic import BaseModel, ConfigDict, Field
 
-    from airflow_mlops.errors import ConflictError, MlopsError, NotFoundError, StorageError
+    from airflow_mlops.errors import (
+        ConflictError,
+        ForbiddenMoveError,
+        MlopsError,
+        NotFoundError,
+        StorageError,
+    )
     from airflow_mlops.hooks.registry import MlopsRegistryHook
     from airflow_mlops.hooks.store import ArtifactStoreHook
     from airflow_mlops.registry import ModelRegistry
@@ -104,7 +117,8 @@ def create_app() -> "FastAPI":
 
     @app.exception_handler(MlopsError)
     async def mlops_error(request: Request, exc: MlopsError) -> Response:
-        status = 404 if isinstance(exc, NotFoundError | StorageError) else 409 if isinstance(exc, ConflictError) else 400
+        status = (404 if isinstance(exc, NotFoundError | StorageError) else 409 if isinstance(exc, ConflictError)
+              else 403 if isinstance(exc, ForbiddenMoveError) else 400)
         if request.url.path.startswith(f"{URL_PREFIX}/api/") or request.url.path.startswith("/api/"):
             return JSONResponse({"detail": str(exc)}, status_code=status)
         return templates.TemplateResponse(request, "error.html", {"status": status, "detail": str(exc)}, status_code=status)
@@ -207,13 +221,13 @@ def create_app() -> "FastAPI":
                     registry_views: ViewsDep) -> dict[str, Any]:
         require_edit(user, registry_views, name)
         return registry_views.promote(name, alias, body.version, reason=body.reason, actor=user.get_name(),
-                                      expected_version=body.expected_version)
+                                      roles=_roles(user), expected_version=body.expected_version)
 
     @app.post("/api/models/{name}/aliases/{alias}/rollback", dependencies=[Depends(same_origin_json)])
     def api_rollback(name: ModelName, alias: AliasName, body: RollbackBody, user: GetUserDep,
                      registry_views: ViewsDep) -> dict[str, Any]:
         require_edit(user, registry_views, name)
         return registry_views.rollback(name, alias, reason=body.reason, actor=user.get_name(),
-                                       expected_version=body.expected_version)
+                                       roles=_roles(user), expected_version=body.expected_version)
 
     return app

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.config.schema import DEFAULT_PRIMARY_METRIC
 from airflow_mlops.errors import ArtifactNotFoundError, NotFoundError, RegistryError
 from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
+from airflow_mlops.governance import check_direct_move
 from airflow_mlops.inference.plan import MANIFEST_NAME
 from airflow_mlops.ui.charts import (
     ReferenceLine,
@@ -229,17 +230,24 @@ class RegistryViews:
     # ------------------------------------------------------------------ actions
 
     def promote(
-        self, name: str, alias: str, version: int, *, reason: str, actor: str, expected_version: int | None
+        self, name: str, alias: str, version: int, *, reason: str, actor: str, roles: list[str],
+        expected_version: int | None,
     ) -> dict[str, Any]:
-        """Point `alias` at `version`, provided it still points where the caller saw it (`expected_version`)."""
+        """Point `alias` at `version`, provided it still points where the caller saw it (`expected_version`)
+        and the caller may move it (a protected alias moves only for its alias admins)."""
+        check_direct_move(self.pipelines.get(name), alias, user=actor, roles=roles)
         event = self.registry.set_alias(
             name, alias, version, expected_version=expected_version, actor=actor,
             reason=_checked_reason(reason), kind="set",
         )
         return event.to_dict()
 
-    def rollback(self, name: str, alias: str, *, reason: str, actor: str, expected_version: int | None) -> dict[str, Any]:
-        """Undo the latest change of `alias`, provided it still points where the caller saw it."""
+    def rollback(
+        self, name: str, alias: str, *, reason: str, actor: str, roles: list[str], expected_version: int | None
+    ) -> dict[str, Any]:
+        """Undo the latest change of `alias`, provided it still points where the caller saw it
+        and the caller may move it."""
+        check_direct_move(self.pipelines.get(name), alias, user=actor, roles=roles)
         reason = _checked_reason(reason)
         current = self.registry.aliases(name).get(alias)
         if expected_version is not None and current != expected_version:

@@ -1,0 +1,1 @@
+"""Airflow triggers of airflow-mlops (they run in the triggerer)."""

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 import pytest
 
-from airflow_mlops.registry import ModelRegistry
+from airflow_mlops.registry import Approval, ModelRegistry
 from airflow_mlops.storage import open_store
 from airflow_mlops.testing.airflow import running_airflow
 from airflow_mlops.testing.postgres import create_database
@@ -36,6 +36,7 @@ data: {train: data/churn/train.parquet, target: churned, ids: [customer_id]}
 model: {flavor: xgboost, task: binary_classification}
 evaluation: {primary_metric: roc_auc}
 monitoring: {labels: labels/churn/, thresholds: {roc_auc: {min: 0.85}}}
+promotion: {protected: [champion], alias_admins: {roles: [admin]}}
 """
 
 
@@ -58,7 +59,11 @@ def _seed(registry: ModelRegistry, store: Any) -> dict[str, str]:
     registry.set_alias(MODEL, "champion", 1, actor="airflow", reason="first model", dag_id="churn__retrain",
                        run_id="manual__v1")
     registry.set_alias(MODEL, "champion", 2, actor="airflow", reason="beats v1 on roc_auc", dag_id="churn__retrain",
-                       run_id="manual__v2")
+                       run_id="manual__v2",
+                       approval=Approval(approver="bob", comment="checked the slices", at=datetime.now(timezone.utc)))
+    registry.record_alias_decision(MODEL, "champion", 3, kind="rejected", actor="airflow", reason="bob rejected",
+                                   approval=Approval(approver="bob", comment="worse on new customers",
+                                                     at=datetime.now(timezone.utc)))
     _seed_monitoring(registry, store)
     drift = store.write_bytes("reports/churn/drift-1.html", b"<html><body>Drift report</body></html>")
     reports["drift"] = drift.uri
@@ -285,6 +290,32 @@ def test_promote_then_roll_back_through_the_api_records_who_and_why(ui):
     _, _, page = call(ui, "GET", f"/mlops/models/{MODEL}", token=admin)
     assert b'data-alias="challenger" data-version' not in page and b"no earlier version to roll back to" in page
     assert b"Roll back champion to v1" in page
+
+
+def test_a_protected_alias_refuses_a_direct_move_by_a_user_outside_its_admins(ui):
+    alice = ui.token("alice")  # role "user": may edit the DAGs, is not an alias admin
+    for path, body in ((f"/mlops/api/models/{MODEL}/aliases/champion", {"version": 3, "reason": "try v3", "expected_version": 2}),
+                       (f"/mlops/api/models/{MODEL}/aliases/champion/rollback", {"reason": "undo", "expected_version": 2})):
+        status, _, answer = call(ui, "POST", path, token=alice, body=body)
+        assert status == 403, answer
+        assert json.loads(answer)["detail"] == (
+            "churn 'champion' is protected (promotion.protected): it moves only through an approved promotion in "
+            "churn__retrain, or directly by role admin (promotion.alias_admins); alice has roles user")
+    assert ui.registry.aliases(MODEL)["champion"] == 2
+    # An alias that is not protected still moves for her.
+    status, _, answer = call(ui, "POST", f"/mlops/api/models/{MODEL}/aliases/staging", token=alice,
+                             body={"version": 3, "reason": "try v3", "expected_version": None})
+    assert status == 200, answer
+
+
+def test_the_version_page_shows_who_approved_and_who_rejected(ui):
+    status, _, page = call(ui, "GET", f"/mlops/models/{MODEL}/versions/2", token=ui.token("admin"))
+    assert status == 200
+    assert b'approved by <strong class="approver">bob</strong>' in page and b"checked the slices" in page
+    status, _, page = call(ui, "GET", f"/mlops/models/{MODEL}/versions/3", token=ui.token("admin"))
+    assert b"rejected: v3 (the alias stays at v2)" in page and b"worse on new customers" in page
+    history = get_json(ui, f"/mlops/api/models/{MODEL}/versions/2")["alias_history"]
+    assert {(e["kind"], e["approver"], e["approval_comment"]) for e in history} >= {("set", "bob", "checked the slices")}
 
 
 def test_browser_rollback_of_the_champion(ui):

@@ -33,9 +33,10 @@ from typing import Any
 from airflow_mlops.errors import MlopsError
 
 #: Simple-auth-manager users the harness creates: name -> role.
-USERS = {"admin": "admin", "viewer": "viewer"}
+USERS = {"admin": "admin", "viewer": "viewer", "alice": "user", "bob": "user"}
 #: Their passwords, written to the passwords file before any component starts.
-PASSWORDS = {"admin": "admin-password", "viewer": "viewer-password"}
+PASSWORDS = {"admin": "admin-password", "viewer": "viewer-password", "alice": "alice-password",
+             "bob": "bob-password"}
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Name of each component in the answer of /api/v2/monitor/health.
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
@@ -209,6 +210,21 @@ class AirflowInstance:
     def diagnostics(self, n: int = 40) -> str:
         """The tail of every component's log, for failure messages."""
         return "\n".join(f"=== airflow {name} (last {n} lines) ===\n{self.log_tail(name, n)}" for name in self.processes)
+
+    def stop(self, *components: str) -> None:
+        """Stop these components (e.g. the scheduler and triggerer, to test what happens while they are down)."""
+        _stop({name: self.processes.pop(name) for name in components})
+
+    def start(self, *components: str, timeout: float = 180) -> None:
+        """Start these components again, logging after what they logged before, and wait until healthy."""
+        port = int(self.base_url.rsplit(":", 1)[1])
+        for name in components:
+            with (self.home / "logs" / f"{name}.log").open("a") as log:
+                self.processes[name] = subprocess.Popen(
+                    _command(name, port), env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+        _wait_healthy(self, components, timeout)
 
     def _check_alive(self) -> None:
         for name, process in self.processes.items():

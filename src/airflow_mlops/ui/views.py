@@ -196,6 +196,9 @@ class RegistryViews:
             **self._version_row(record, self._latest_test_metrics(name), settings),
             "evaluations": [e.to_dict() for e in reversed(self.registry.evaluations(name, version))],
             "primary_metric": settings.primary_metric,
+            "alias_history": [
+                e.to_dict() for e in reversed(self.registry.history(name)) if version in (e.from_version, e.to_version)
+            ],
         }
 
     def compare(self, name: str, first: int, second: int) -> dict[str, Any]:

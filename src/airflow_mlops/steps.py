@@ -207,6 +207,27 @@ def promote_version(
     return {"model": model.to_dict(), "alias": alias, "previous_version": current}
 
 
+def record_approval_decision(
+    config: PipelineConfig,
+    registry: ModelRegistry,
+    *,
+    evaluated: dict[str, Any],
+    kind: str,
+    reason: str,
+    approval: Approval | None,
+    actor: str,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """A person's decision on the evaluated version that moved nothing (rejected, refused, timed out),
+    appended to the promotion alias's history."""
+    candidate = ModelRef.from_dict(evaluated["model"])
+    registry.record_alias_decision(
+        candidate.name, config.promotion.alias, candidate.version, kind=kind, actor=actor, reason=reason,
+        approval=approval, dag_id=dag_id, run_id=run_id,
+    )
+
+
 def rollback_alias(
     config: PipelineConfig,
     registry: ModelRegistry,

@@ -222,3 +222,32 @@ def test_the_announcement_names_versions_people_and_metric_changes(registry):
     payload = announcement["payload"]
     assert payload["metric_changes"]["roc_auc"]["change"] == pytest.approx(0.02)
     assert (payload["from_version"], payload["to_version"], payload["approver"]) == (1, 2, "carol")
+
+
+def test_the_approval_task_records_a_rejection_and_a_timeout(registry):
+    from types import SimpleNamespace
+
+    from airflow.providers.standard.exceptions import HITLTimeoutError
+
+    from airflow_mlops.operators.approval import PromotionApprovalOperator
+
+    register(registry, "churn", 2)
+    registry.set_alias("churn", "champion", 1, actor="alice", reason="first")
+    approve = PromotionApprovalOperator(
+        task_id="approve", subject="Promote?", approval="required", config=config().model_dump(mode="json"),
+        evaluated={"model": {"name": "churn", "version": 2}, "champion_version": 1},
+    )
+    context = {"dag_run": SimpleNamespace(dag_id="churn__retrain", run_id="manual__1", run_type="manual",
+                                          triggering_user_name="alice"),
+               "ti": SimpleNamespace(task_id="approve", map_index=-1), "task": approve}
+    answered = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+    approve.execute_complete(context, {"chosen_options": ["Reject"], "params_input": {"comment": "too slow"},
+                                       "responded_at": answered, "responded_by_user": {"id": "7", "name": "bob"}})
+    with pytest.raises(HITLTimeoutError):
+        approve.execute_complete(context, {"error": "no answer", "error_type": "timeout"})
+    rejected, timeout = registry.history("churn", "champion")[1:]
+    assert (rejected.kind, rejected.to_version, rejected.approver, rejected.approval_comment, rejected.approved_at) == (
+        "rejected", 2, "bob", "too slow", answered)
+    assert (timeout.kind, timeout.to_version, timeout.approver, timeout.reason) == (
+        "approval_timeout", 2, None, "nobody answered the approval request within 72 h")
+    assert registry.aliases("churn") == {"champion": 1}

@@ -64,10 +64,11 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
         if refusal and self.APPROVE in (event.get("chosen_options") or []):
             self._record("approval_refused", event, refusal, context)
             self.log.warning("%s; asking again", refusal)
+            # Airflow keeps the request as it was and clears the refused response: it is open again.
             upsert_hitl_detail(
-                ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                body=f"{refusal}.\n\n{self.body or ''}", defaults=self.defaults, multiple=self.multiple,
-                params=self.serialized_params, assigned_users=self.assigned_users,
+                ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self.body,
+                defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
+                assigned_users=self.assigned_users,
             )
             raise TaskAwaitingInput(method_name="execute_complete", timeout=self.response_timeout)
         result = super().execute_complete(context, event)
@@ -77,21 +78,13 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
 
     def _record(self, kind: str, event: dict[str, Any] | None, reason: str, context: Context) -> None:
         """Append the decision to the alias history (it moves nothing)."""
-        from airflow_mlops.refs import ModelRef
-        from airflow_mlops.registry import Approval
+        from airflow_mlops.steps import record_approval_decision
 
-        candidate = ModelRef.from_dict((self.evaluated or {})["model"])
         info = RunInfo.from_context(context)
-        approval = None
-        if event is not None:
-            approval = Approval(
-                approver=(event.get("responded_by_user") or {}).get("name") or "unknown",
-                comment=((event.get("params_input") or {}).get(COMMENT) or None),
-                at=_as_datetime(event.get("responded_at")),
-            )
-        self.registry.record_alias_decision(
-            candidate.name, self.pipeline.promotion.alias, candidate.version, kind=kind, actor=info.actor,
-            reason=reason, approval=approval, dag_id=info.dag_id, run_id=info.run_id,
+        record_approval_decision(
+            self.pipeline, self.registry, evaluated=self.evaluated or {}, kind=kind, reason=reason,
+            approval=approval_from_result(event) if event is not None else None,
+            actor=info.actor, dag_id=info.dag_id, run_id=info.run_id,
         )
 
 
@@ -108,7 +101,7 @@ def approval_from_result(result: dict[str, Any] | None) -> Any:
     from airflow_mlops.registry import Approval
 
     if not result or not result.get("responded_by_user"):
-        return None
+        return None  # approved at once (no approval asked), or a timeout default
     return Approval(
         approver=result["responded_by_user"].get("name") or "unknown",
         comment=(result.get("params_input") or {}).get(COMMENT) or None,

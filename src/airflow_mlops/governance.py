@@ -30,6 +30,19 @@ def check_direct_move(config: PipelineConfig | None, alias: str, *, user: str, r
     )
 
 
+def check_rollback_run(config: PipelineConfig, alias: str, *, started_by: str | None) -> None:
+    """Refuse a `<pipeline>__rollback` run that would move a protected alias for someone who is not
+    named in `alias_admins.users` (task code cannot ask Airflow's auth manager for a user's roles:
+    admins by role roll back from the registry page)."""
+    if not config.promotion.is_protected(alias) or (started_by and started_by in config.promotion.alias_admins.users):
+        return
+    raise ForbiddenMoveError(
+        f"{config.pipeline} '{alias}' is protected (promotion.protected): the rollback DAG moves it only for the "
+        f"users in promotion.alias_admins.users, and {started_by or 'a run without a triggering user'} is not one; "
+        "an alias admin can roll it back from the registry page"
+    )
+
+
 def approval_refusal(config: PipelineConfig, *, approver: str | None, started_by: str | None) -> str | None:
     """Why `approver`'s approval does not count (separation of duties), or None when it does."""
     if config.promotion.approver_must_differ and approver and started_by and approver == started_by:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import window_timedelta
 from airflow_mlops.errors import ConfigError, NotFoundError, RegistryError
-from airflow_mlops.governance import require_approval_for_protected
+from airflow_mlops.governance import check_rollback_run, require_approval_for_protected
 from airflow_mlops.refs import DatasetRef, GateResult, ModelRef
 
 if TYPE_CHECKING:
@@ -238,7 +238,9 @@ def rollback_alias(
     dag_id: str | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Move `alias` back to the version it held before its last change."""
+    """Move `alias` back to the version it held before its last change (a protected alias only for
+    the alias admins named in the pipeline file: `actor` is the run's triggering user)."""
+    check_rollback_run(config, alias, started_by=actor)
     name = config.pipeline
     before = _champion_version(registry, name, alias)
     version = registry.rollback(name, alias, reason=reason, actor=actor, dag_id=dag_id, run_id=run_id)

@@ -72,7 +72,7 @@ def airflow(postgres_server, tmp_path_factory, webhook):
     config["drift"]["schedule"] = None
     config.pop("monitoring", None)
     config["promotion"] = {"alias": "champion", "approval": "none", "protected": ["champion"],
-                           "approver_must_differ": True}
+                           "approver_must_differ": True, "alias_admins": {"roles": ["admin"], "users": ["admin"]}}
     config["alerts"] = {"on": ["alias_moved"], "webhook_conn_id": "mlops_webhook"}
     (configs / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(config))
     dags = root / "dags"
@@ -153,7 +153,7 @@ def rescored_with(airflow, known_runs: int, version: int) -> str:
 
 def test_every_alias_move_rescores_once_and_is_governed_recorded_and_announced(airflow):
     assert airflow.import_errors() == []
-    for kind in ("retrain", "batch_inference", "announce"):
+    for kind in ("retrain", "batch_inference", "announce", "rollback"):
         airflow.wait_for_dag(f"{PIPELINE}__{kind}")
     registry = ModelRegistry(airflow.registry_url)
 
@@ -204,7 +204,18 @@ def test_every_alias_move_rescores_once_and_is_governed_recorded_and_announced(a
     )
     assert cli.returncode == 0, cli.stderr
     rescored_with(airflow, 4, 1)
-    assert len(scoring_runs(airflow)) == 5, "one batch inference per move, no more"
+    # The rollback DAG moves the protected champion only for a user named in alias_admins.users.
+    registry.set_alias(PIPELINE, "champion", 2, expected_version=1, actor="release-script", reason="python third")
+    rescored_with(airflow, 5, 2)
+    airflow.wait_for_dag(f"{PIPELINE}__rollback")
+    refused = airflow.trigger(f"{PIPELINE}__rollback", {"reason": "alice wants v1"}, user="alice")
+    wait_for(lambda: airflow.api("GET", f"/api/v2/dags/{PIPELINE}__rollback/dagRuns/{refused}")["state"] == "failed",
+             "alice's rollback run was not refused", airflow)
+    assert registry.aliases(PIPELINE)["champion"] == 2
+    allowed = airflow.trigger(f"{PIPELINE}__rollback", {"reason": "admin rolls back"})
+    airflow.wait_for_run(f"{PIPELINE}__rollback", allowed, timeout=300)
+    rescored_with(airflow, 6, 1)
+    assert len(scoring_runs(airflow)) == 7, "one batch inference per move, no more"
 
     # 5. Two moves in quick succession: two Asset events; scoring ends on the final version.
     before = len(champion_events(airflow))

@@ -251,3 +251,16 @@ def test_the_approval_task_records_a_rejection_and_a_timeout(registry):
     assert (timeout.kind, timeout.to_version, timeout.approver, timeout.reason) == (
         "approval_timeout", 2, None, "nobody answered the approval request within 72 h")
     assert registry.aliases("churn") == {"champion": 1}
+
+
+def test_the_rollback_dag_moves_a_protected_alias_only_for_named_alias_admins(registry):
+    from airflow_mlops.steps import rollback_alias
+
+    register(registry, "churn", 2)
+    registry.set_alias("churn", "champion", 1, actor="a", reason="1")
+    registry.set_alias("churn", "champion", 2, actor="a", reason="2")
+    protected = config(protected=["champion"], alias_admins={"roles": ["admin"], "users": ["oncall"]})
+    with pytest.raises(ForbiddenMoveError, match="only for the users in promotion.alias_admins.users, and alice"):
+        rollback_alias(protected, registry, alias="champion", actor="alice", reason="undo")
+    assert registry.aliases("churn") == {"champion": 2}
+    assert rollback_alias(protected, registry, alias="champion", actor="oncall", reason="undo")["model"]["version"] == 1

@@ -574,11 +574,18 @@ class MonitoringConfig(_Section):
 
 
 class AlertsConfig(_Section):
-    on: list[Literal["failure", "gate_failed", "drift", "degradation"]] = Field(
-        default_factory=lambda: ["failure", "gate_failed", "drift", "degradation"]
+    on: list[Literal["failure", "gate_failed", "drift", "degradation", "alias_moved"]] = Field(
+        default_factory=lambda: ["failure", "gate_failed", "drift", "degradation", "alias_moved"]
     )
-    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(default_factory=list)
-    slack_webhook_conn_id: str | None = Field(None, description="an Airflow connection holding the webhook (never the URL itself)")
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list, description="recipients, sent through the smtp_default connection"
+    )
+    slack_webhook_conn_id: str | None = Field(
+        None, description="a Slack incoming-webhook connection (type slackwebhook; never the URL itself)"
+    )
+    webhook_conn_id: str | None = Field(
+        None, description="an HTTP connection (host = URL, password = shared secret) that gets each alert as signed JSON"
+    )
 
 
 # ----------------------------------------------------------------------- pipeline

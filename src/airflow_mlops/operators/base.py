@@ -36,14 +36,29 @@ class RunInfo:
     def from_context(cls, context: Context) -> RunInfo:
         dag_run = context["dag_run"]
         ti = context["ti"]
-        user = getattr(dag_run, "triggering_user_name", None)
         return cls(
             dag_id=dag_run.dag_id,
             run_id=dag_run.run_id,
             task_id=ti.task_id,
             map_index=getattr(ti, "map_index", -1) if getattr(ti, "map_index", -1) is not None else -1,
-            actor=user or f"airflow:{dag_run.run_type}",
+            actor=run_actor(dag_run.dag_id, dag_run.run_type, getattr(dag_run, "triggering_user_name", None)),
         )
+
+
+def run_actor(dag_id: str, run_type: Any, user: str | None) -> str:
+    """Who a run acts for, in words: the user who started it, else what started it."""
+    kind = str(getattr(run_type, "value", run_type))
+    if kind == "backfill":
+        return f"backfill by {user}" if user else f"backfill ({dag_id})"
+    if user:
+        return user
+    return {
+        "scheduled": f"schedule ({dag_id})",
+        "asset_triggered": f"asset event ({dag_id})",
+        "asset_materialization": f"asset materialization ({dag_id})",
+        "operator_triggered": f"another DAG ({dag_id})",
+        "manual": f"manual run ({dag_id})",
+    }.get(kind, f"{kind.replace('_', ' ')} ({dag_id})")
 
 
 def run_prefix(pipeline: str, run_id: str, task_id: str) -> str:

@@ -89,7 +89,7 @@ def cluster(postgres_server, redis_url, s3_server, tmp_path_factory):
         "GX_ANALYTICS_ENABLED": "false",
     }
     with running_airflow(dags, home=root / "airflow", sql_alchemy_conn=metadata_url, env=env,
-                         executor="CeleryExecutor", components=("api-server", "scheduler", "dag-processor"),
+                         executor="CeleryExecutor", components=("api-server", "scheduler", "dag-processor", "triggerer"),
                          celery_workers=2, worker_concurrency=1, parallelism=4) as instance:
         instance.registry_url = registry_url
         instance.store = store

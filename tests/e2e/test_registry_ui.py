@@ -205,8 +205,8 @@ def test_read_api_answers_with_the_registry_contents(ui):
     assert [v["version"] for v in model["versions"]] == [3, 2, 1]
     assert model["aliases"] == {"champion": 2}
     assert model["rollback_targets"] == {"champion": 1}
-    assert [(e["from_version"], e["to_version"], e["reason"]) for e in model["history"]] == [
-        (1, 2, "beats v1 on roc_auc"), (None, 1, "first model")]
+    assert [(e["kind"], e["from_version"], e["to_version"], e["reason"]) for e in model["history"]] == [
+        ("rejected", 2, 3, "bob rejected"), ("set", 1, 2, "beats v1 on roc_auc"), ("set", None, 1, "first model")]
     assert model["versions"][1]["lineage"]["dag run"] == "churn__retrain / manual__v2"
     assert model["drift"][0]["drifted_columns"] == ["tenure", "charges"]
 

@@ -91,9 +91,28 @@ def test_large_inputs_are_sampled_and_the_reference_sample_is_cached(store, monk
     assert len(cached) == 1
     from airflow_mlops.drift import core
 
-    monkeypatch.setattr(core, "_read_columns", lambda *a: pytest.fail("the full reference must not be read again"))
+    monkeypatch.setattr(core, "stream_sample", lambda *a, **k: pytest.fail("the full reference must not be read again"))
     again = check_drift(cfg, "ref.parquet", current.iloc[:1000], store, report_path="r.html", reference_cache_key="v7")
     assert again.drifted_columns == first.drifted_columns
+
+
+def test_streamed_samples_are_exact_seeded_in_order_and_independent_of_batch_size(store):
+    from airflow_mlops.drift.core import stream_sample
+
+    rows = 50_000
+    frame = pd.DataFrame({"i": np.arange(rows), "x": np.random.default_rng(3).normal(size=rows)})
+    for part in range(4):  # a folder of four parts, streamed one after the other
+        write_table(frame.iloc[part * rows // 4:(part + 1) * rows // 4], f"big/part-{part}.parquet", store)
+    sample = stream_sample("big", store, ["i", "x"], 1000, seed=42, batch_rows=777)
+    # Exactly the rows whose seeded keys are the 1000 smallest, in the data's order.
+    keys = np.random.default_rng(42).random(rows)
+    assert sample["i"].tolist() == sorted(np.argsort(keys)[:1000].tolist())
+    assert sample["x"].tolist() == frame["x"].iloc[sample["i"]].tolist()
+    assert stream_sample("big", store, ["i", "x"], 1000, seed=42, batch_rows=65_536).equals(sample)
+    assert not stream_sample("big", store, ["i"], 1000, seed=7)["i"].equals(sample["i"])
+    # At or below the limit, and without one, every row comes back in order.
+    assert stream_sample("big", store, ["i"], None, seed=42)["i"].tolist() == list(range(rows))
+    assert stream_sample("big", store, ["i"], rows, seed=42, batch_rows=999)["i"].tolist() == list(range(rows))
 
 
 def test_the_drift_step_records_the_check_with_its_run_id(store, tmp_path):

@@ -4,7 +4,8 @@ Large-data policy (why this is fast where a plain `DataDriftPreset` is slow):
 1. Only the configured columns are read and compared (`drift.columns`, default
    the model's features), plus the target when both sides have it.
 2. Above `drift.sample_rows` rows, each side is a seeded random sample
-   (`drift.seed`), so the cost no longer grows with the table.
+   (`drift.seed`), drawn while the data streams past batch by batch
+   (`stream_sample`), so memory holds the sample and one batch, never the table.
 3. The reference side (usually the champion's training data) is sampled once per
    model version and cached in the artifact store, keyed by the reference's
    URI, the columns and the sampling policy; later runs read the small cached
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
     from airflow_mlops.storage import ArtifactStore
 
+SAMPLING = "stream-keys-v1"  # part of the cached reference sample's key: a new sampling rule, a new sample
 PREDICTION = "prediction"
 PROBABILITY_PREFIX = "proba_"  # inference.score.proba_column names them so
 
@@ -85,10 +87,76 @@ def _sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     return frame.sample(n=limit, random_state=seed).reset_index(drop=True)
 
 
-def _read_columns(uri: str, store: ArtifactStore, columns: list[str]) -> pd.DataFrame:
-    from airflow_mlops.data import read_arrow
+def stream_sample(uri: str, store: ArtifactStore, columns: list[str], limit: int | None, seed: int, *,
+                  batch_rows: int | None = None) -> pd.DataFrame:
+    """`columns` of the dataset at `uri`, streamed batch by batch; above `limit` rows, a seeded random
+    sample of exactly `limit` rows, in the data's order.
 
-    return read_arrow(uri, store, columns=columns).to_pandas()
+    Every row draws a key from one generator seeded with `seed`, in stream order, and the rows with the
+    `limit` smallest keys are the sample: the same data and seed give the same sample whatever the batch
+    sizes. Only rows whose key beats the current cut-off are kept, and the kept rows are cut back to
+    `limit` whenever they reach twice that, so memory holds at most two samples and one batch.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from airflow_mlops.data import iter_batches
+    from airflow_mlops.data.io import DEFAULT_BATCH_ROWS
+
+    draws = np.random.default_rng(seed)
+    kept = _Kept()
+    cutoff = np.inf
+    offset = 0
+    for batch in iter_batches(uri, store, columns=columns, batch_rows=batch_rows or DEFAULT_BATCH_ROWS):
+        keys = draws.random(batch.num_rows)
+        chosen = np.arange(batch.num_rows) if limit is None else np.flatnonzero(keys < cutoff)
+        if len(chosen):
+            kept.add(batch if len(chosen) == batch.num_rows else batch.take(pa.array(chosen)),
+                     keys[chosen], chosen + offset)
+        offset += batch.num_rows
+        if limit is not None and kept.rows >= 2 * limit:
+            cutoff = kept.cut(limit)
+    if limit is not None and kept.rows > limit:
+        kept.cut(limit)
+    return kept.table(columns).to_pandas()
+
+
+class _Kept:
+    """Rows kept so far by `stream_sample`, with their keys and positions in the stream."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+        self.keys: list[Any] = []
+        self.positions: list[Any] = []
+        self.rows = 0
+
+    def add(self, batch: Any, keys: Any, positions: Any) -> None:
+        import pyarrow as pa
+
+        self.tables.append(pa.Table.from_batches([batch]))
+        self.keys.append(keys)
+        self.positions.append(positions)
+        self.rows += batch.num_rows
+
+    def cut(self, limit: int) -> float:
+        """Keep the `limit` rows with the smallest keys, in stream order; returns the largest key kept."""
+        import numpy as np
+        import pyarrow as pa
+
+        keys, positions = np.concatenate(self.keys), np.concatenate(self.positions)
+        smallest = np.argpartition(keys, limit - 1)[:limit]
+        smallest = smallest[np.argsort(positions[smallest], kind="stable")]
+        table = pa.concat_tables(self.tables, promote_options="default").take(pa.array(smallest))
+        self.tables, self.keys, self.positions = [table], [keys[smallest]], [positions[smallest]]
+        self.rows = limit
+        return float(keys[smallest].max())
+
+    def table(self, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        if not self.tables:
+            return pa.table({column: pa.array([]) for column in columns})
+        return pa.concat_tables(self.tables, promote_options="default")
 
 
 def _available_columns(uri: str, store: ArtifactStore) -> list[str]:
@@ -100,10 +168,11 @@ def _available_columns(uri: str, store: ArtifactStore) -> list[str]:
     return list(first.schema.names)
 
 
-def _frame(source: pd.DataFrame | str, store: ArtifactStore, columns: list[str]) -> pd.DataFrame:
+def _sampled(source: pd.DataFrame | str, store: ArtifactStore, columns: list[str], limit: int | None,
+             seed: int) -> pd.DataFrame:
     if isinstance(source, str):
-        return _read_columns(source, store, columns)
-    return source[columns]
+        return stream_sample(source, store, columns, limit, seed)
+    return _sample(source[columns], limit, seed)
 
 
 def _cached_reference(
@@ -118,13 +187,13 @@ def _cached_reference(
 
     drift = config.drift
     if cache_key is None or not isinstance(reference, str):
-        return _sample(_frame(reference, store, columns), drift.sample_rows, drift.seed)
-    identity = json.dumps([store.uri(reference), columns, drift.sample_rows, drift.seed])
+        return _sampled(reference, store, columns, drift.sample_rows, drift.seed)
+    identity = json.dumps([store.uri(reference), columns, drift.sample_rows, drift.seed, SAMPLING])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     path = f"pipelines/{config.pipeline}/drift-reference/{cache_key}/{digest}.parquet"
     if store.exists(path):
         return read_table(path, store)
-    sample = _sample(_frame(reference, store, columns), drift.sample_rows, drift.seed)
+    sample = _sampled(reference, store, columns, drift.sample_rows, drift.seed)
     write_table(sample, path, store)
     return sample
 
@@ -191,7 +260,7 @@ def check_drift(
     extras = [config.data.target] if config.data.target in on_both_sides else []  # target drift when labelled
     columns = features + [c for c in extras if c not in features]
     reference_frame = _cached_reference(config, reference, store, columns, reference_cache_key)
-    current_frame = _sample(_frame(current, store, columns), drift.sample_rows, drift.seed)
+    current_frame = _sampled(current, store, columns, drift.sample_rows, drift.seed)
     if reference_frame.empty or current_frame.empty:
         raise DataError("drift: the reference or the current data has no rows")
     snapshot, results = _run_evidently(config, reference_frame, current_frame, columns)

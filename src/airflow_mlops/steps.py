@@ -278,6 +278,19 @@ def describe_alias_move(
     return {"message": "\n".join(lines), "payload": {**move, "metric_changes": changes, "link": link}}
 
 
+def _announced_stream(config: PipelineConfig) -> str:
+    return f"announced:{config.pipeline}"
+
+
+def already_announced(config: PipelineConfig, registry: ModelRegistry, move: dict[str, Any]) -> bool:
+    """Whether this move (or a later one) was announced already: moves are announced in history order."""
+    return int(move.get("event_id") or 0) <= (registry.alias_cursor(_announced_stream(config)) or 0)
+
+
+def mark_announced(config: PipelineConfig, registry: ModelRegistry, move: dict[str, Any]) -> None:
+    registry.set_alias_cursor(_announced_stream(config), int(move["event_id"]))
+
+
 def _both_numbers(a: Any, b: Any) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
 

@@ -264,3 +264,16 @@ def test_the_rollback_dag_moves_a_protected_alias_only_for_named_alias_admins(re
         rollback_alias(protected, registry, alias="champion", actor="alice", reason="undo")
     assert registry.aliases("churn") == {"champion": 2}
     assert rollback_alias(protected, registry, alias="champion", actor="oncall", reason="undo")["model"]["version"] == 1
+
+
+def test_a_move_handed_on_again_is_announced_once(registry):
+    from airflow_mlops.steps import already_announced, mark_announced
+
+    register(registry, "churn", 2)
+    first = registry.set_alias("churn", "champion", 1, actor="a", reason="1")
+    second = registry.set_alias("churn", "champion", 2, actor="a", reason="2")
+    pipeline = config()
+    assert not already_announced(pipeline, registry, {"event_id": first.event_id})
+    mark_announced(pipeline, registry, {"event_id": first.event_id})
+    assert already_announced(pipeline, registry, {"event_id": first.event_id})
+    assert not already_announced(pipeline, registry, {"event_id": second.event_id})

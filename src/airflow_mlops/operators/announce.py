@@ -16,12 +16,13 @@ class AnnounceAliasMovesOperator(MlopsBaseOperator):
 
     Runs in `<pipeline>__announce`, scheduled on the alias-moves Asset: each event carries one
     move of the alias history (from the AssetWatcher), and several moves that arrive before the
-    run starts are announced one by one, oldest first.
+    run starts are announced one by one, oldest first. A move handed on again (a triggerer restarted
+    before Airflow confirmed it) is announced once: the last announced move is kept in the registry.
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.operators.alerts import notify
-        from airflow_mlops.steps import describe_alias_move
+        from airflow_mlops.steps import already_announced, describe_alias_move, mark_announced
 
         moves = sorted(
             (
@@ -34,10 +35,16 @@ class AnnounceAliasMovesOperator(MlopsBaseOperator):
         )
         if not moves:
             self.log.info("no alias move started this run: nothing to announce")
+        announced = []
         for move in moves:
+            if already_announced(self.pipeline, self.registry, move):
+                self.log.info("move %s was announced before (handed on again after a restart)", move.get("event_id"))
+                continue
             announcement = describe_alias_move(self.pipeline, self.registry, move, ui_base_url=_ui_base_url())
             notify(self.pipeline, "alias_moved", announcement["message"], context, payload=announcement["payload"])
-        return {"announced": [move.get("event_id") for move in moves]}
+            mark_announced(self.pipeline, self.registry, move)
+            announced.append(move.get("event_id"))
+        return {"announced": announced}
 
 
 def _ui_base_url() -> str:

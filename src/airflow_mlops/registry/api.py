@@ -173,6 +173,69 @@ def _insert_next_version(versions: Any, dialect: str) -> Any:
 
 JSON_COLUMNS = {"params", "metrics", "datasets", "library_versions", "tags"}
 
+_ALIAS_STATE = """
+    SELECT (SELECT status FROM mlops_model_versions WHERE model_id = :model_id AND version = :version) AS status,
+           (SELECT version FROM mlops_aliases WHERE model_id = :model_id AND alias = :alias) AS current
+"""
+_MOVE_ALLOWED = "state.status = 'active' AND (:unchecked OR state.current IS NOT DISTINCT FROM :expected)"
+_UPSERT_ALIAS = """
+    INSERT INTO mlops_aliases (model_id, alias, version, updated_at) {source}
+    ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at
+"""
+_INSERT_EVENT = """
+    INSERT INTO mlops_alias_events (model_id, alias, kind, from_version, to_version, actor, reason, dag_id, run_id,
+                                    at, approver, approval_comment, approved_at) {source}
+"""
+_EVENT_VALUES = (":model_id, :alias, :kind, {current}, :version, :actor, :reason, :dag_id, :run_id, :now, :approver, "
+                 ":approval_comment, :approved_at")
+
+
+@functools.lru_cache(maxsize=4)
+def _alias_moves(dialect: str) -> SimpleNamespace:
+    """An alias move in as few round trips as the engine allows, after the model's row is locked.
+
+    PostgreSQL: one statement reads the target's status and the alias, and (when the move is allowed)
+    upserts the alias and appends the history row, returning what it read and the event id. SQLite has
+    no data-modifying CTEs, but it runs in-process: three statements inside BEGIN IMMEDIATE.
+    """
+    from sqlalchemy import text
+
+    from airflow_mlops.registry.models import UTCDateTime
+
+    def typed(statement: str) -> Any:
+        # Timestamps bind through the registry's UTC type, as the ORM writes them.
+        stamps = [bindparam(name, type_=UTCDateTime()) for name in ("now", "approved_at") if f":{name}" in statement]
+        return text(statement).bindparams(*stamps)
+
+    if dialect == "postgresql":
+        statement = typed(
+            f"WITH state AS ({_ALIAS_STATE}), "
+            f"moved AS ({_UPSERT_ALIAS.format(source=f'SELECT :model_id, :alias, :version, :now FROM state WHERE {_MOVE_ALLOWED}')} RETURNING 1), "
+            f"event AS ({_INSERT_EVENT.format(source='SELECT ' + _EVENT_VALUES.format(current='state.current') + ' FROM state, moved')} RETURNING id) "
+            "SELECT state.status, state.current, (SELECT id FROM event) FROM state"
+        )
+
+        def move(connection: Any, values: dict[str, Any]) -> tuple[Any, Any, Any]:
+            return tuple(connection.execute(statement, values).one())
+
+        lock = text("SELECT id FROM mlops_models WHERE id = :model_id FOR UPDATE")
+    else:
+        state = text(_ALIAS_STATE)
+        upsert = typed(_UPSERT_ALIAS.format(source="VALUES (:model_id, :alias, :version, :now)"))
+        insert = typed(_INSERT_EVENT.format(source="VALUES (" + _EVENT_VALUES.format(current=":current") + ")")
+                       + " RETURNING id")
+
+        def move(connection: Any, values: dict[str, Any]) -> tuple[Any, Any, Any]:
+            status, current = connection.execute(state, values).one()
+            allowed = status == "active" and (values["unchecked"] or current == values["expected"])
+            if not allowed:
+                return status, current, None
+            connection.execute(upsert, values)
+            return status, current, connection.execute(insert, {**values, "current": current}).scalar_one()
+
+        lock = text("SELECT id FROM mlops_models WHERE id = :model_id")
+    return SimpleNamespace(lock=lock, move=move)
+
 
 def _actor(actor: str | None) -> str:
     if actor:
@@ -534,41 +597,42 @@ class ModelRegistry:
         """
         if not alias or not alias.replace("_", "").replace("-", "").isalnum():
             raise RegistryError(f"alias {alias!r}: use letters, digits, _ and -")
-        with self._write() as session:
-            model = self._model(session, name, lock=True)
-            target = self._version_row(session, model, version)
-            if target.status != "active":
-                raise RegistryError(f"{name} v{version} is {target.status}; only active versions can hold an alias")
-            current = session.scalars(
-                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
-            ).first()
-            current_version = current.version if current else None
-            if expected_version is not UNCHECKED and expected_version != current_version:
+        moves = _alias_moves(self.engine.dialect.name)
+        now = utcnow()
+        values = {
+            "alias": alias, "version": version, "kind": kind, "actor": _actor(actor), "reason": reason,
+            "dag_id": dag_id, "run_id": run_id, "now": now, "unchecked": expected_version is UNCHECKED,
+            "expected": None if expected_version is UNCHECKED else expected_version,
+            "approver": None, "approval_comment": None, "approved_at": None, **_approval_columns(approval),
+        }
+        with self._writer.begin() as connection:
+            values["model_id"] = model_id = self._existing_model_id(connection, name)
+            # Writers of one model serialise on its row (SQLite: BEGIN IMMEDIATE already did).
+            connection.execute(moves.lock, {"model_id": model_id})
+            status, current, event_id = moves.move(connection, values)
+            if status is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            if status != "active":
+                raise RegistryError(f"{name} v{version} is {status}; only active versions can hold an alias")
+            if event_id is None:
                 raise ConflictError(
-                    f"{name} '{alias}' points at {_v(current_version)}, not {_v(expected_version)} as expected: "
+                    f"{name} '{alias}' points at {_v(current)}, not {_v(expected_version)} as expected: "
                     "it moved since it was read; nothing was changed"
                 )
-            now = utcnow()
-            if current is None:
-                session.add(AliasRow(model_id=model.id, alias=alias, version=version, updated_at=now))
-            else:
-                current.version, current.updated_at = version, now
-            event_row = AliasEventRow(
-                model_id=model.id,
-                alias=alias,
-                kind=kind,
-                from_version=current_version,
-                to_version=version,
-                actor=_actor(actor),
-                reason=reason,
-                dag_id=dag_id,
-                run_id=run_id,
-                at=now,
-                **_approval_columns(approval),
-            )
-            session.add(event_row)
-            session.flush()
-            return _event(name, event_row)
+        return AliasEvent(
+            name=name, alias=alias, kind=kind, from_version=current, to_version=version, actor=values["actor"],
+            reason=reason, dag_id=dag_id, run_id=run_id, at=now, event_id=event_id, approver=values["approver"],
+            approval_comment=values["approval_comment"], approved_at=values["approved_at"],
+        )
+
+    def _existing_model_id(self, connection: Any, name: str) -> int:
+        key = (self.url, name)
+        if key not in _MODEL_IDS:
+            model_id = connection.execute(_statements(self.engine.dialect.name).model_id, {"name": name}).scalar()
+            if model_id is None:
+                raise NotFoundError(f"no registered model named {name!r}")
+            _MODEL_IDS[key] = model_id
+        return _MODEL_IDS[key]
 
     def record_alias_decision(
         self,

@@ -111,6 +111,31 @@ def test_search_carries_aliases_and_filters(registry):
     assert registry.list_models()[0].aliases == {"challenger": 3, "champion": 2}
 
 
+def test_search_filters_by_typed_tags_and_metrics_and_pages_in_the_database(registry):
+    for i in range(12):
+        registry.register_version(
+            "churn", artifact_uri=f"s3://b/churn/{i}", artifact_sha256=SHA, flavor="xgboost",
+            task="binary_classification", params={}, metrics={"roc_auc": 0.80 + i / 100, "note": "n/a" if i == 5 else 1.0},
+            datasets={}, tags={"team": "growth" if i % 2 else "core", "rank": i, "canary": i == 3, "code": str(i)},
+        )
+    registry.set_alias("churn", "champion", 7, reason="r")
+    page = registry.search_versions("churn", newest_first=True, limit=5, offset=2)
+    assert [v.version for v in page] == [10, 9, 8, 7, 6] and page[3].aliases == ["champion"]
+    assert [v.version for v in registry.search_versions("churn", limit=3)] == [1, 2, 3]
+    assert [v.version for v in registry.search_versions("churn", tags={"team": "growth"}, limit=2, offset=1)] == [4, 6]
+    # Tag values compare as their own type: the number 3 is not the string "3", nor a boolean.
+    assert [v.version for v in registry.search_versions("churn", tags={"rank": 3})] == [4]
+    assert [v.version for v in registry.search_versions("churn", tags={"code": "3"})] == [4]
+    assert registry.search_versions("churn", tags={"code": 3}) == []
+    assert [v.version for v in registry.search_versions("churn", tags={"canary": True})] == [4]
+    # A metric that is not a number never passes a threshold (and never breaks the query).
+    assert [v.version for v in registry.search_versions("churn", min_metrics={"roc_auc": 0.905})] == [12]
+    assert [v.version for v in registry.search_versions("churn", max_metrics={"note": 2.0})] == [
+        v for v in range(1, 13) if v != 6]
+    with pytest.raises(RegistryError, match="limit must be at least 1"):
+        registry.search_versions("churn", limit=0)
+
+
 def test_archive_is_refused_while_an_alias_points_at_the_version(registry):
     register(registry)
     register(registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import json
 import os
 import random
 import threading
@@ -514,37 +515,55 @@ class ModelRegistry:
         alias: str | None = None,
         min_metrics: dict[str, float] | None = None,
         max_metrics: dict[str, float] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[ModelVersion]:
-        """Versions matching every filter, oldest first; each carries its aliases.
+        """Versions matching every filter, oldest first (`newest_first` for the reverse), each with its aliases.
 
-        Metric filters drop versions that lack the metric.
+        Filters and paging (`limit`, `offset`) run in the database, so a model with 100,000 versions is
+        paged, not loaded. Tag filters compare JSON values by type; metric filters drop versions that
+        lack the metric or hold a non-number.
         """
+        if limit is not None and limit < 1 or offset < 0:
+            raise RegistryError(f"search_versions: limit must be at least 1 and offset at least 0, not {limit}/{offset}")
+        dialect = self.engine.dialect.name
+        query = select(ModelVersionRow, RegisteredModelRow.name).join(
+            RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id
+        )
+        if name is not None:
+            # A scalar subquery pins the model to its id, so the (model_id, version) index serves the page
+            # whatever the planner's statistics say (a join by name made PostgreSQL scan every version).
+            model_id = select(RegisteredModelRow.id).where(RegisteredModelRow.name == name).scalar_subquery()
+            query = query.where(ModelVersionRow.model_id == model_id)
+        if status is not None:
+            query = query.where(ModelVersionRow.status == status)
+        if alias is not None:
+            query = query.join(AliasRow, and_(AliasRow.model_id == ModelVersionRow.model_id,
+                                              AliasRow.version == ModelVersionRow.version, AliasRow.alias == alias))
+        for key, value in (tags or {}).items():
+            query = query.where(_json_equals(ModelVersionRow.tags, key, value, dialect))
+        for bounds, above in ((min_metrics, True), (max_metrics, False)):
+            for key, value in (bounds or {}).items():
+                metric = ModelVersionRow.metrics[key]
+                query = query.where(_json_type_is(ModelVersionRow.metrics, key, dialect, "number"),
+                                    metric.as_float() >= value if above else metric.as_float() <= value)
+        # With one model, order by version alone so the (model_id, version) index serves the page.
+        by_version = ModelVersionRow.version.desc() if newest_first else ModelVersionRow.version
+        order = (by_version,) if name is not None else (RegisteredModelRow.name, by_version)
+        query = query.order_by(*order).offset(offset).limit(limit)
         with self._read() as session:
-            query = select(ModelVersionRow, RegisteredModelRow.name).join(
-                RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id
-            )
-            if name is not None:
-                query = query.where(RegisteredModelRow.name == name)
-            if status is not None:
-                query = query.where(ModelVersionRow.status == status)
-            rows = session.execute(query.order_by(RegisteredModelRow.name, ModelVersionRow.version)).all()
+            rows = session.execute(query).all()
+            model_ids = {row.model_id for row, _ in rows}
             alias_map: dict[tuple[int, int], list[str]] = {}
-            for row in session.scalars(select(AliasRow).order_by(AliasRow.alias)):
-                alias_map.setdefault((row.model_id, row.version), []).append(row.alias)
-        found = []
-        for row, model_name in rows:
-            aliases = alias_map.get((row.model_id, row.version), [])
-            if alias is not None and alias not in aliases:
-                continue
-            if tags and any((row.tags or {}).get(k) != v for k, v in tags.items()):
-                continue
-            metrics = row.metrics or {}
-            if min_metrics and any(not _number(metrics.get(k)) or metrics[k] < v for k, v in min_metrics.items()):
-                continue
-            if max_metrics and any(not _number(metrics.get(k)) or metrics[k] > v for k, v in max_metrics.items()):
-                continue
-            found.append(self._version_record(model_name, row, aliases))
-        return found
+            if rows:
+                held = select(AliasRow).where(
+                    AliasRow.model_id.in_(model_ids), AliasRow.version.in_({row.version for row, _ in rows})
+                )
+                for held_alias in session.scalars(held.order_by(AliasRow.alias)):
+                    alias_map.setdefault((held_alias.model_id, held_alias.version), []).append(held_alias.alias)
+        return [self._version_record(model_name, row, alias_map.get((row.model_id, row.version), []))
+                for row, model_name in rows]
 
     def archive_version(self, name: str, version: int, *, actor: str | None = None) -> ModelVersion:
         """Mark a version archived; refused while an alias points at it."""
@@ -991,8 +1010,29 @@ def _v(version: int | None) -> str:
     return "nothing" if version is None else f"v{version}"
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _json_equals(column: Any, key: str, value: Any, dialect: str) -> Any:
+    """`column[key]` equal to `value`, compared as its own type (a tag "3" is not the number 3); the type
+    is checked first, so PostgreSQL never casts a value of another type."""
+    element = column[key]
+    if dialect == "postgresql":
+        # The stored JSON text of the value against the value's JSON text: one cheap comparison, typed.
+        from sqlalchemy import Text, cast
+
+        return cast(column.op("->")(key), Text) == json.dumps(value)
+    if isinstance(value, bool):
+        return and_(_json_type_is(column, key, dialect, "boolean"), element.as_boolean() == value)
+    if isinstance(value, int | float):
+        return and_(_json_type_is(column, key, dialect, "number"), element.as_float() == float(value))
+    return and_(_json_type_is(column, key, dialect, "string"), element.as_string() == str(value))
+
+
+_SQLITE_JSON_TYPES = {"boolean": ("true", "false"), "number": ("integer", "real"), "string": ("text",)}
+
+
+def _json_type_is(column: Any, key: str, dialect: str, kind: str) -> Any:
+    if dialect == "postgresql":
+        return func.json_typeof(column[key]) == kind
+    return func.json_type(column, f'$."{key}"').in_(_SQLITE_JSON_TYPES[kind])
 
 
 def _rollback_target(events: list[AliasEvent]) -> int | None:

@@ -85,10 +85,24 @@ def _check_structure(text: str, source: str) -> None:
     """
     import yaml
 
+    try:
+        _check_events(yaml.parse(text, Loader=_cached_loader()), source)  # noqa: S506 - events only
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML 6.0.4's scanner has a depth limit of its own (1,000), met before ours when one line
+        # opens thousands of collections: the same refusal, in the same words.
+        if "maximum nesting depth" not in str(exc.problem):
+            raise
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise ConfigError(f"{source}: line {line}: nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _check_events(events: Any, source: str) -> None:
+    import yaml
+
     open_sizes: list[int] = []  # values counted so far in each collection still open
     open_anchors: list[str | None] = []
     anchored_sizes: dict[str, int] = {}
-    for event in yaml.parse(text, Loader=_cached_loader()):  # noqa: S506 - events only, nothing is constructed
+    for event in events:
         if isinstance(event, yaml.CollectionStartEvent):
             if len(open_sizes) >= MAX_DEPTH:
                 raise ConfigError(f"{source}: line {_line(event)}: nested more than {MAX_DEPTH} levels deep")

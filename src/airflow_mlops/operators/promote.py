@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.operators.base import MlopsBaseOperator, RunInfo
@@ -10,6 +12,19 @@ from airflow_mlops.refs import ModelRef
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+@contextmanager
+def refused_without_retry() -> Iterator[None]:
+    """A move the governance rules refuse fails the task at once: a retry would be refused the same way."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.errors import ForbiddenMoveError
+
+    try:
+        yield
+    except ForbiddenMoveError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 class PromoteModelOperator(MlopsBaseOperator):
@@ -49,16 +64,17 @@ class PromoteModelOperator(MlopsBaseOperator):
         if str(self.dry_run).lower() in {"true", "1"}:
             raise AirflowSkipException("dry run: the model was trained and evaluated but not promoted")
         info = RunInfo.from_context(context)
-        outcome = promote_version(
-            self.pipeline,
-            self.registry,
-            evaluated=self.evaluated,
-            actor=info.actor,
-            reason=self.reason or f"passed evaluation in {info.dag_id} run {info.run_id}",
-            dag_id=info.dag_id,
-            run_id=info.run_id,
-            approval=approval_from_result(self.approved),
-        )
+        with refused_without_retry():
+            outcome = promote_version(
+                self.pipeline,
+                self.registry,
+                evaluated=self.evaluated,
+                actor=info.actor,
+                reason=self.reason or f"passed evaluation in {info.dag_id} run {info.run_id}",
+                dag_id=info.dag_id,
+                run_id=info.run_id,
+                approval=approval_from_result(self.approved),
+            )
         self.model_ref = ModelRef.from_dict(outcome["model"])
         return outcome
 
@@ -86,14 +102,15 @@ class RollbackModelOperator(MlopsBaseOperator):
         if not (self.reason or "").strip():
             raise AirflowFailException("a rollback needs a reason; it is recorded in the alias history")
         info = RunInfo.from_context(context)
-        outcome = rollback_alias(
-            self.pipeline,
-            self.registry,
-            alias=self.alias or self.pipeline.promotion.alias,
-            actor=info.actor,
-            reason=self.reason,
-            dag_id=info.dag_id,
-            run_id=info.run_id,
-        )
+        with refused_without_retry():
+            outcome = rollback_alias(
+                self.pipeline,
+                self.registry,
+                alias=self.alias or self.pipeline.promotion.alias,
+                actor=info.actor,
+                reason=self.reason,
+                dag_id=info.dag_id,
+                run_id=info.run_id,
+            )
         self.model_ref = ModelRef.from_dict(outcome["model"])
         return outcome

@@ -84,7 +84,8 @@ def test_evaluation_stores_the_test_predictions_beside_its_report(store, model):
     assert record["predictions_uri"] == store.uri("runs/r1/evaluate/test_predictions.parquet")
     assert record["predictions_sha256"] == store.sha256(record["predictions_uri"])
     stored = pq.read_table(store.uri(record["predictions_uri"]).removeprefix("file://"))
-    assert stored.column_names == ["label", "prediction", "proba_0", "proba_1", "segment", "region"]
+    # Two classes: only the positive class's probability (the other is one minus it), as in a batch output.
+    assert stored.column_names == ["label", "prediction", "proba_1", "segment", "region"]
     assert stored["label"].to_pylist() == test["label"].tolist()
     np.testing.assert_allclose(stored["proba_1"].to_numpy(), predict_proba(test)[:, 1], rtol=1e-6)
     assert stored["prediction"].to_pylist() == loaded.predict(test).tolist()
@@ -97,7 +98,8 @@ def test_stored_probabilities_are_named_and_typed_as_in_a_batch_output(store, mo
     plan, _ = score_batch(store, registry, frame(300, seed=6), "r1")
     stored = pq.read_schema(store.uri(evaluation.record["predictions_uri"]).removeprefix("file://"))
     output = pq.read_schema(store.uri(plan.part_uri(0)).removeprefix("file://"))
-    for column in ("prediction", "proba_0", "proba_1"):
+    assert "proba_0" not in output.names and "proba_0" not in stored.names
+    for column in ("prediction", "proba_1"):
         assert stored.field(column).type == output.field(column).type, column
 
 
@@ -122,7 +124,7 @@ def test_prediction_drift_is_found_on_a_shifted_batch_and_not_on_a_like_one(stor
     assert quiet.gate.gate == "prediction_drift" and quiet.gate.passed, quiet.gate.failures
     assert not drifted.gate.passed and drifted.gate.policy == "warn"
     assert "proba_1" in drifted.drifted_columns
-    assert set(drifted.gate.metrics["columns"]) == {"prediction", "proba_1"}, "proba_0 is 1 - proba_1: not counted twice"
+    assert set(drifted.gate.metrics["columns"]) == {"prediction", "proba_1"}
     assert drifted.gate.metrics["current_rows"] == 500, "the output is sampled to drift.sample_rows while streamed"
     assert drifted.record["passed"] is False and drifted.record["report_uri"] == drifted.gate.report.uri
     assert set(drifted.record) == {"drift_share", "drifted_columns", "passed", "reference_fingerprint",
@@ -163,8 +165,6 @@ def _corrupt(kind: str, predictions: np.ndarray, proba: np.ndarray) -> tuple[np.
     elif kind == "outside [0, 1]":
         proba[4] = [-0.25, 1.25]
         proba[9] = [-0.5, 1.5]
-    else:
-        proba[[4, 9]] *= 0.9
     return predictions, proba
 
 
@@ -172,8 +172,8 @@ def _corrupt(kind: str, predictions: np.ndarray, proba: np.ndarray) -> tuple[np.
     ("nan prediction", "chunk 0: 2 predictions are NaN or infinite (first at row 104)"),
     ("inf prediction", "chunk 0: 2 predictions are NaN or infinite (first at row 104)"),
     ("nan probability", "chunk 0: 1 probabilities are NaN or infinite (first at row 104)"),
-    ("outside [0, 1]", "chunk 0: 4 probabilities outside [0, 1] (first at row 104)"),
-    ("not summing", "chunk 0: 2 rows of probabilities do not sum to 1"),
+    # Two classes: only the positive class's probability is written, so only it is checked.
+    ("outside [0, 1]", "chunk 0: 2 probabilities outside [0, 1] (first at row 104)"),
 ])
 def test_a_chunk_with_unusable_output_fails_by_name_and_writes_nothing(store, model, monkeypatch, kind, message):
     from airflow_mlops.inference import score
@@ -191,8 +191,6 @@ def test_a_chunk_with_unusable_output_fails_by_name_and_writes_nothing(store, mo
     monkeypatch.setattr(score, "_predict", second_batch_corrupted)
     with pytest.raises(DataError, match=re.escape(message)) as raised:
         score_chunk(plan, 0, store, batch_rows=100)
-    if kind == "not summing":
-        assert "(first at row 104)" in str(raised.value)
     assert "nothing of this chunk is written" in str(raised.value)
     assert not store.exists(plan.part_uri(0)) and store.list(plan.output_prefix) == []
     with pytest.raises(DataError, match="chunk 0 has no result"):
@@ -240,3 +238,14 @@ def test_a_slice_may_not_be_named_like_an_output_column(store, model):
     cfg.monitoring.slices[0].column = "prediction"
     with pytest.raises(ConfigError, match="'prediction'"):
         plan_batch(cfg, registry, store, run_id="r1", input_uri="incoming/")
+
+
+def test_probabilities_of_three_or_more_classes_must_sum_to_one():
+    from airflow_mlops.inference.score import require_sane_outputs
+
+    proba = np.full((50, 3), 1 / 3)
+    require_sane_outputs(np.zeros(50), proba, index=2, first_row=100)
+    proba[[7, 9]] *= 0.9
+    with pytest.raises(DataError, match=re.escape("chunk 2: 2 rows of probabilities do not sum to 1 "
+                                                  "(tolerance 1e-06) (first at row 107)")):
+        require_sane_outputs(np.zeros(50), proba, index=2, first_row=100)

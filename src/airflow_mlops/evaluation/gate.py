@@ -57,13 +57,12 @@ def store_test_predictions(
     import pyarrow as pa
 
     from airflow_mlops.data import write_table
-    from airflow_mlops.inference.score import proba_column
+    from airflow_mlops.inference.score import probability_outputs
 
     columns: dict[str, Any] = {TEST_LABEL: pa.array(test[config.data.target].to_numpy()),
                                "prediction": pa.array(predictions)}
     if proba is not None:
-        for position, label in enumerate(model.classes or []):
-            columns[proba_column(label)] = pa.array(proba[:, position])
+        columns.update(probability_outputs(model.classes, proba))
     monitored = config.monitoring.slices if config.monitoring is not None else []
     for column in dict.fromkeys(s.column for s in [*(monitored or []), *config.evaluation.slices]):
         if column in test.columns and column not in columns:  # a slice named like an output column is left out

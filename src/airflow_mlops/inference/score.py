@@ -91,6 +91,18 @@ def proba_column(label: Any) -> str:
     return f"proba_{label}"
 
 
+def probability_outputs(classes: list[Any] | None, proba: np.ndarray) -> dict[str, Any]:
+    """The probability columns a classifier writes: one per class, except for two classes, where only the
+    positive (second) class's is written, since the other is one minus it (batch outputs and stored test
+    predictions alike)."""
+    import pyarrow as pa
+
+    labels = list(classes or [])
+    if len(labels) == 2:
+        return {proba_column(labels[1]): pa.array(proba[:, 1])}
+    return {proba_column(label): pa.array(proba[:, position]) for position, label in enumerate(labels)}
+
+
 def _first_row(bad: np.ndarray) -> int:
     import numpy as np
 
@@ -99,7 +111,8 @@ def _first_row(bad: np.ndarray) -> int:
 
 def require_sane_outputs(predictions: np.ndarray, proba: np.ndarray | None, *, index: int, first_row: int) -> None:
     """Raise DataError when the model's output cannot be written: NaN or infinite predictions, probabilities
-    NaN, infinite or outside [0, 1], or rows of probabilities that do not sum to 1.
+    NaN, infinite or outside [0, 1], or rows of probabilities that do not sum to 1. For two classes only the
+    positive class's probability is written (the other is one minus it), so only that column is checked.
 
     `first_row` is the position of this batch's first row in the chunk, so messages name rows of the chunk.
     A few reductions clear a sane batch; the counts and positions are computed only for a bad one.
@@ -118,12 +131,17 @@ def require_sane_outputs(predictions: np.ndarray, proba: np.ndarray | None, *, i
                 fail(int(bad.sum()), "predictions are NaN or infinite", bad)
         if proba is None or proba.size == 0:
             return
+        binary = proba.shape[1] == 2
+        if binary:
+            proba = proba[:, 1]
         if not (proba.min() >= 0.0 and proba.max() <= 1.0):  # NaN fails both comparisons
             bad = ~np.isfinite(proba)
             if bad.any():
                 fail(int(bad.sum()), "probabilities are NaN or infinite", bad)
             bad = (proba < 0.0) | (proba > 1.0)
             fail(int(bad.sum()), "probabilities outside [0, 1]", bad)
+        if binary:
+            return
         error = proba.sum(axis=1, dtype=np.float64)
         error -= 1.0
         np.abs(error, out=error)
@@ -140,8 +158,7 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     columns: dict[str, Any] = {c: batch.column(c) for c in [*plan.id_columns, *plan.slice_columns]}
     columns["prediction"] = pa.array(predictions)
     if proba is not None:
-        for position, label in enumerate(model.classes or []):
-            columns[proba_column(label)] = pa.array(proba[:, position])
+        columns.update(probability_outputs(model.classes, proba))
     rows = batch.num_rows
     same = pa.array(np.zeros(rows, dtype="int32"))  # constants as one-entry dictionaries: no per-row strings
     columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))

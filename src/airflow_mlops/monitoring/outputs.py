@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from airflow_mlops.storage import ArtifactStore
@@ -48,6 +49,31 @@ def output_columns(manifest_uri: str, store: ArtifactStore) -> list[str]:
 
 def probability_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if c.startswith(PROBABILITY_PREFIX)]
+
+
+def stored_probability_columns(known: list[str]) -> list[str]:
+    """The probability columns an output of a classifier with these classes holds: for two classes only
+    the positive (second) class's, otherwise one per class."""
+    names = [f"{PROBABILITY_PREFIX}{c}" for c in known]
+    return names[1:] if len(names) == 2 else names
+
+
+def binary_classes(positive: str, seen: list[str]) -> list[str]:
+    """Both classes of a two-class output that stores only `positive`'s probability: the other one is the
+    other value seen among the labels and predictions (empty text when every value seen is `positive`)."""
+    others = sorted({value for value in seen if value != positive})
+    return [others[0] if others else "", positive]
+
+
+def class_probabilities(read: Callable[[str], Any], known: list[str]) -> np.ndarray:
+    """The (rows, classes) probabilities from the stored columns (`read(name)` gives one as an array);
+    for two classes the first is one minus the second."""
+    import numpy as np
+
+    stored = [np.asarray(read(name), dtype=float) for name in stored_probability_columns(known)]
+    if len(known) == 2:
+        return np.column_stack([1.0 - stored[0], stored[0]])
+    return np.column_stack(stored)
 
 
 def iter_output_batches(manifest_uri: str, store: ArtifactStore, columns: list[str]) -> Iterator[pa.RecordBatch]:

@@ -28,9 +28,11 @@ from airflow_mlops.monitoring.outputs import (
     PREDICTION,
     PROBABILITY_PREFIX,
     ScoredBatch,
+    binary_classes,
     iter_output_batches,
     output_columns,
     probability_columns,
+    stored_probability_columns,
 )
 
 if TYPE_CHECKING:
@@ -366,10 +368,15 @@ class _Join:
         known = [c.removeprefix(PROBABILITY_PREFIX) for c in self.probabilities]
         if classes is not None:
             known = [str(c) for c in classes]
-        if not known:
-            seen = self.db.execute(f"SELECT DISTINCT y FROM (SELECT {y} AS y FROM matched WHERE {where} UNION "
-                                   f"SELECT {p} FROM matched WHERE {where}) ORDER BY 1").fetchall()
-            known = [row[0] for row in seen]
+        elif len(known) <= 1:
+            seen = [row[0] for row in self.db.execute(
+                f"SELECT DISTINCT y FROM (SELECT {y} AS y FROM matched WHERE {where} UNION "
+                f"SELECT {p} FROM matched WHERE {where}) WHERE y IS NOT NULL ORDER BY 1").fetchall()]
+            if known and task == "binary_classification":
+                # Two classes store only the positive class's probability: the other class is the other value.
+                known = binary_classes(known[0], seen)
+            else:
+                known = seen
         results: dict[str, float | None] = dict.fromkeys(names)
         confusion = [m for m in names if m in CONFUSION_METRICS]
         if confusion:
@@ -381,19 +388,21 @@ class _Join:
         wanted = [m for m in names if m not in CONFUSION_METRICS]
         if not wanted:
             return results
-        columns = [f"{PROBABILITY_PREFIX}{c}" for c in known]
-        if not all(c in self.probabilities for c in columns):
+        if not all(c in self.probabilities for c in stored_probability_columns(known)):
             self.notes.append(f"{', '.join(wanted)}: the batch output has no probabilities of every class")
             return results
-        probability = {c: f"greatest(least({_quoted(column)}, {1 - FLOAT_EPS!r}), {FLOAT_EPS!r})"
-                       for c, column in zip(known, columns, strict=True)}
+        binary = task == "binary_classification" and len(known) == 2
+        # For two classes only the positive class's probability is stored: the other is one minus it.
+        raw = ({known[0]: f"(1 - {_quoted(PROBABILITY_PREFIX + known[1])})",
+                known[1]: _quoted(PROBABILITY_PREFIX + known[1])} if binary
+               else {c: _quoted(PROBABILITY_PREFIX + c) for c in known})
+        probability = {c: f"greatest(least({raw[c]}, {1 - FLOAT_EPS!r}), {FLOAT_EPS!r})" for c in known}
         true_probability = "CASE " + " ".join(f"WHEN y = {_literal(c)} THEN {probability[c]}" for c in known) + " END"
         source = f"(SELECT {y} AS y, * FROM matched WHERE {where})"
         if "log_loss" in wanted:
             results["log_loss"] = _finite(self.db.execute(f"SELECT avg(-ln({true_probability})) FROM {source}").fetchone()[0])
-        binary = task == "binary_classification"
         if binary and "brier" in wanted:
-            positive = _quoted(columns[1])
+            positive = raw[known[1]]
             results["brier"] = _finite(self.db.execute(
                 f"SELECT avg(power(CASE WHEN y = {_literal(known[1])} THEN 1.0 ELSE 0.0 END - {positive}, 2)) "
                 f"FROM {source}").fetchone()[0])

@@ -7,7 +7,8 @@
 (c) ours: plan + score_chunk + commit, sequentially in one process.
 Each case runs in a fresh subprocess, so its peak RSS is its own; the cases run interleaved
 `--repeat` times and the fastest run of each counts (a 2-core VM drifts by 10% or more).
-Targets: (c) >= 0.8x the rows/s of (a) while doing its I/O, faster than (b), peak RSS <= 1/4 of (b).
+Targets: (c) >= 0.9x the rows/s of (a) while doing its I/O, >= 1.1x the rows/s of (b), peak RSS <= 1/4
+of (b). Binary classifiers write `prediction` and the positive class's probability only (as (b) does).
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ def main() -> int:
     ours, memory, by_hand = results["ours"], results["memory"], results["by_hand"]
     speed = ours["rows_per_s"] / memory["rows_per_s"]
     rss = ours["peak_rss_mb"] / by_hand["peak_rss_mb"]
-    print(f"(c)/(a) rows/s: {speed:.2f}x (target >= 0.8) {'PASS' if speed >= 0.8 else 'FAIL'}")
-    print(f"(c)/(b) rows/s: {ours['rows_per_s'] / by_hand['rows_per_s']:.2f}x (target > 1) "
-          f"{'PASS' if ours['rows_per_s'] > by_hand['rows_per_s'] else 'FAIL'}")
+    print(f"(c)/(a) rows/s: {speed:.2f}x (target >= 0.9) {'PASS' if speed >= 0.9 else 'FAIL'}")
+    ahead = ours["rows_per_s"] / by_hand["rows_per_s"]
+    print(f"(c)/(b) rows/s: {ahead:.2f}x (target >= 1.1) {'PASS' if ahead >= 1.1 else 'FAIL'}")
     print(f"(c)/(b) peak RSS: {rss:.2f} (target <= 0.25) {'PASS' if rss <= 0.25 else 'FAIL'}")
     return 0
 

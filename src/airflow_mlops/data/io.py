@@ -104,7 +104,8 @@ def _file_batches(
     uri: str, store: ArtifactStore, columns: list[str] | None, batch_rows: int, row_groups: list[int] | None = None,
     version: str | None = None, on_schema: Callable[[pa.Schema], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    with store.open_read(uri, expected_version=version) as source:
+    # A whole file streamed once is read, not mapped: mapped pages would all stay resident.
+    with store.open_read(uri, expected_version=version, mapped=row_groups is not None) as source:
         if data_format(uri) == "csv":
             yield from _csv_batches(source, uri, columns, batch_rows, on_schema)
             return
@@ -112,6 +113,12 @@ def _file_batches(
         if on_schema is not None:
             on_schema(parquet.schema_arrow)
         _check_columns(uri, parquet.schema_arrow.names, columns)
+        if row_groups is None:
+            # One row group at a time: asked for the whole file, pyarrow's pre-buffering holds every row
+            # group it has read until the end (3M x 100 columns: 1.9 GB instead of 0.55 GB).
+            for group in range(parquet.num_row_groups):
+                yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group])
+            return
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups)
 
 

@@ -92,12 +92,14 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     @contextmanager
-    def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
+    def open_read(self, path: str, expected_version: str | None = None, *, mapped: bool = True) -> Iterator[BinaryIO]:
         """A seekable binary file over the object that fetches only what is read, so a
         reader of a parquet footer or of a few row groups never transfers the whole file.
 
         With `expected_version` (from `version`), an object rewritten since then raises
-        `StorageError` instead of being read.
+        `StorageError` instead of being read. `mapped=False` is for a reader that streams a
+        whole file once: a local store then reads instead of memory-mapping it, since every
+        mapped page read stays in the process's resident memory until the file is closed.
         """
 
     @abstractmethod

@@ -382,7 +382,8 @@ class S3ArtifactStore(ArtifactStore):
         return str(self._head(path)["ETag"])
 
     @contextmanager
-    def open_read(self, path: str, expected_version: str | None = None) -> Iterator[BinaryIO]:
+    def open_read(self, path: str, expected_version: str | None = None, *, mapped: bool = True) -> Iterator[BinaryIO]:
+        del mapped  # S3 objects are read by ranges; nothing is mapped
         bucket, key = self._key(path)
         head = self._head(path, expected_version)
         raw = _S3ObjectRange(self.client, self.read_retry, bucket, key, int(head["ContentLength"]), head["ETag"])

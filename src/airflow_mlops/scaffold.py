@@ -625,8 +625,8 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
         _line("  on_new_data: true", "also when the training data Asset is updated"),
         "",
         "alerts:",
-        "  on: [failure, gate_failed, drift]",
-        _line("  email: []", "addresses; or slack_webhook_conn_id: an Airflow connection"),
+        "  on: [failure, gate_failed, drift, alias_moved]",
+        _line("  email: []", "addresses; or slack_webhook_conn_id / webhook_conn_id: Airflow connections"),
         "",
     ]
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def test_every_example_pipeline_loads():
     bc = loaded.configs["breast_cancer"]
     assert bc.model.flavor == "xgboost"
     assert bc.evaluation.thresholds["roc_auc"].min == 0.9
-    assert bc.alerts.on == ["failure", "gate_failed", "drift", "degradation"]
+    assert bc.alerts.on == ["failure", "gate_failed", "drift", "degradation", "alias_moved"]
     assert bc.monitoring is not None and bc.data.ids == ["patient_id"]
     assert [e.expect for e in bc.validation.expectations][:2] == ["row_count_between", "columns_present"]
 

@@ -272,3 +272,71 @@ def test_tuning_needs_a_validation_split_and_is_off_by_default():
     assert config.tuning.enabled is False and config.tuning.metric == "roc_auc"
     with pytest.raises(ConfigError, match="trials are scored on the validation split, but data.split.validation is 0"):
         parse_pipeline_config({**base, "data": {**base["data"], "split": {"validation": 0.0}}, "tuning": space})
+
+
+TUNING_SECTION = """
+tuning:
+  enabled: false
+  n_trials: 10
+  parallelism: 2
+  pruner: none
+  space:
+    max_depth: {type: int, low: 2, high: 6}
+    learning_rate: {type: float, low: 0.05, high: 0.3, log: true}
+"""
+
+
+@pytest.fixture
+def tuned_dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlops_home: Path):
+    """breast_cancer's pipeline file with a tuning: section that is off unless a run turns it on."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "breast_cancer.yaml").write_text((repo / "dags/configs/breast_cancer.yaml").read_text() + TUNING_SECTION)
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIGS", str(configs))
+    materialise_examples(open_store(str(mlops_home)), ("breast_cancer",))
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(repo / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+@pytest.mark.slow
+def test_the_retrain_dag_tunes_in_mapped_batches_when_a_run_turns_tuning_on(tuned_dags):
+    dag = tuned_dags.dags["breast_cancer__retrain"]
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order[:4] == ["validate", "tune.plan", "tune.trials", "train"]
+    params = dag.params.dump()
+    assert (params["tuning"], params["n_trials"]) == (False, 10)
+
+    def run(conf):
+        # A fresh parse per run, as a worker has: dag.test() renders templates onto the operators in place.
+        from airflow.dag_processing.dagbag import DagBag
+
+        dag_run = DagBag(dag_folder=tuned_dags.dag_folder).dags[dag.dag_id].test(run_conf=conf)
+        states: dict[str, list[str]] = {}
+        for ti in dag_run.get_task_instances():
+            states.setdefault(ti.task_id, []).append(ti.state)
+        return dag_run, states
+
+    tuned_run, states = run({"tuning": True, "n_trials": 5})
+    assert tuned_run.state == "success", states
+    assert states["tune.plan"] == ["success"] and states["tune.trials"] == ["success", "success"]
+    registry = ModelRegistry()
+    tuned = registry.find_version_by_run("breast_cancer", dag.dag_id, tuned_run.run_id, "train")
+    lineage = tuned.tags["tuning"]
+    assert lineage["study"] == f"breast_cancer/{tuned_run.run_id}" and lineage["n_trials"] == 5
+    assert {k: tuned.params[k] for k in ("max_depth", "learning_rate")} == lineage["best_params"]
+
+    plain_run, states = run({})
+    assert plain_run.state == "success", states
+    assert states["tune.plan"] == ["skipped"] and states["train"] == ["success"], states
+    plain = registry.find_version_by_run("breast_cancer", dag.dag_id, plain_run.run_id, "train")
+    assert "tuning" not in plain.tags and plain.params["max_depth"] == 4, "the pipeline file's params"

@@ -123,7 +123,7 @@ def test_the_tuned_model_beats_the_files_params_on_the_validation_split(flavor, 
         tuned.metrics, untuned.metrics)
 
     lineage = tuned.tags["tuning"]
-    assert lineage["study"] == planned["study"] == "{}/manual__1".format(config.pipeline)
+    assert lineage["study"] == planned["study"] == f"{config.pipeline}/manual__1"
     assert lineage["n_trials"] == 12 == sum(o["completed"] + o["pruned"] + o["failed"] for o in outcomes)
     assert lineage["metric"] == metric and lineage["completed"] >= 2
     assert {k: tuned.params[k] for k in lineage["best_params"]} == lineage["best_params"]

@@ -8,8 +8,7 @@ With a `tuning:` section, the `tune` group plans an Optuna study and runs its
 trials in mapped batches; train then uses the best params (see docs/tuning.md).
 """
 
-from airflow.sdk import DAG, TaskGroup
-from airflow.task.trigger_rule import TriggerRule
+from airflow.sdk import DAG, TaskGroup, TriggerRule
 
 from airflow_mlops import templates
 from airflow_mlops.operators import (

@@ -340,3 +340,22 @@ def test_the_retrain_dag_tunes_in_mapped_batches_when_a_run_turns_tuning_on(tune
     assert states["tune.plan"] == ["skipped"] and states["train"] == ["success"], states
     plain = registry.find_version_by_run("breast_cancer", dag.dag_id, plain_run.run_id, "train")
     assert "tuning" not in plain.tags and plain.params["max_depth"] == 4, "the pipeline file's params"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", ["xgboost", "torch"])
+def test_the_median_pruner_stops_unpromising_trials_on_their_validation_loss(flavor, store):
+    wide = {"xgboost": {"learning_rate": {"type": "float", "low": 0.0005, "high": 0.5, "log": True}},
+            "torch": {"learning_rate": {"type": "float", "low": 0.00001, "high": 0.05, "log": True}}}[flavor]
+    config = pipeline(flavor, n_trials=14, parallelism=1, space=wide)
+    registry = ModelRegistry()
+    planned = plan_for(config, store, registry)
+    outcome = steps.run_tuning_batch(config, store, registry, batch=planned["batches"][0])
+    assert outcome["pruned"] >= 1 and outcome["completed"] >= 5, outcome
+    rounds = config.model.params.get("n_estimators") or config.model.params["epochs"]
+    trials = study_trials(registry, planned["study"])
+    for trial in trials:
+        assert set(trial.intermediate_values) <= {0, 1, 3, 7, 15, 31, 63}, "reported at rounds 1, 2, 4, 8, ..."
+        if trial.state.name == "PRUNED":
+            assert max(trial.intermediate_values) < rounds - 1, "a pruned trial stopped before its last round"
+            assert trial.value is None or trial.value == trial.intermediate_values[max(trial.intermediate_values)]

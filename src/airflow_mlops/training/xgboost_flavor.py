@@ -190,13 +190,19 @@ class XGBoostTrainer:
         return {"xgboost": xgboost.__version__}
 
 
+_HIGHER_IS_BETTER = {"auc", "aucpr", "map", "ndcg", "pre"}  # xgboost eval metrics; the rest are losses
+
+
 def _round_reporter(on_round: Any) -> Any:
-    """An xgboost callback handing `on_round` each round's validation loss (the last eval metric)."""
+    """An xgboost callback handing `on_round` each round's validation loss: the last eval metric (the one
+    early stopping watches), negated when it is a score."""
     import xgboost as xgb
 
     class RoundReporter(xgb.callback.TrainingCallback):
         def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
-            on_round(epoch, float(list(evals_log["validation"].values())[-1][-1]))
+            name, history = list(evals_log["validation"].items())[-1]
+            value = float(history[-1])
+            on_round(epoch, -value if name.split("@")[0] in _HIGHER_IS_BETTER else value)
             return False
 
     return RoundReporter()

@@ -1,6 +1,6 @@
 """N trials as mapped tasks against a plain sequential Optuna study in one process.
 
-    .venv/bin/python tests/benchmarks/tuning_bench.py [--trials 40] [--tasks 4] [--rows 20000]
+    .venv/bin/python tests/benchmarks/tuning_bench.py [--trials 40] [--tasks 4] [--rows 10000]
 
 Both sides run the same objective on the same split: our `fit_model` (XGBoost, 60
 rounds) scored on the validation rows, over a space that leaves the work per trial
@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--tasks", type=int, default=4)
-    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--features", type=int, default=20)
     args = parser.parse_args()
 

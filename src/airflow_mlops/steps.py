@@ -63,9 +63,14 @@ def train_and_register(
     prefix: str,
     lineage: dict[str, str],
     params_override: dict[str, Any] | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Split `data_uri`, train, and register the version (idempotent per dag/run/task)."""
-    from airflow_mlops.data import read_table, split_dataset
+    """Split `data_uri`, train, and register the version (idempotent per dag/run/task).
+
+    With `tuning` (the plan step's `{"study", "datasets"}`), train on the split the trials used,
+    with the study's best params over `params_override`, and record the study in the version's tags.
+    """
+    from airflow_mlops.data import read_table
     from airflow_mlops.training import train_model
 
     name = config.pipeline
@@ -74,19 +79,19 @@ def train_and_register(
         log.info("this run already registered %s v%s; returning it instead of training again", name, existing.version)
         return {"model": ModelRef(name=name, version=existing.version).to_dict(), "datasets": existing.datasets}
 
-    frame = read_table(checked_location(data_uri, "training data"), store)
     split = config.data.split
-    datasets = split_dataset(
-        frame,
-        target=config.data.target,
-        validation=split.validation,
-        test=split.test,
-        stratify=split.stratify,
-        seed=split.seed,
-        out_prefix=f"{prefix}/data",
-        store=store,
-    )
-    del frame
+    tags: dict[str, Any] = {}
+    if tuning:
+        from airflow_mlops.tuning import summarize_study
+
+        summary = summarize_study(registry.url, tuning["study"])
+        log.info("tuning study %s: best trial %s of %s, %s %s, params %s", summary.study, summary.best_trial,
+                 summary.n_trials, summary.metric, summary.best_value, summary.best_params)
+        datasets = {key: DatasetRef.from_dict(ref) for key, ref in tuning["datasets"].items()}
+        params_override = {**(params_override or {}), **summary.best_params}
+        tags["tuning"] = summary.to_dict()
+    else:
+        datasets = split_training_data(config, store, data_uri=data_uri, prefix=prefix)
     train = read_table(datasets["train"].uri, store)
     validation = read_table(datasets["validation"].uri, store) if split.validation > 0 else None
     trained = train_model(
@@ -116,8 +121,75 @@ def train_and_register(
         run_id=lineage["run_id"],
         task_id=lineage["task_id"],
         created_by=lineage.get("actor"),
+        tags=tags,
     )
     return {"model": ModelRef(name=name, version=version.version).to_dict(), "datasets": dataset_dicts}
+
+
+def split_training_data(config: PipelineConfig, store: ArtifactStore, *, data_uri: str, prefix: str) -> dict[str, DatasetRef]:
+    """Train / validation / test parquet files under `{prefix}/data` (the same data and seed give the same split)."""
+    from airflow_mlops.data import read_table, split_dataset
+
+    frame = read_table(checked_location(data_uri, "training data"), store)
+    split = config.data.split
+    return split_dataset(
+        frame, target=config.data.target, validation=split.validation, test=split.test, stratify=split.stratify,
+        seed=split.seed, out_prefix=f"{prefix}/data", store=store,
+    )
+
+
+# -------------------------------------------------------------------------- tuning
+
+
+def plan_tuning(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    registry: ModelRegistry,
+    *,
+    data_uri: str,
+    n_trials: int,
+    params_override: dict[str, Any] | None,
+    prefix: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Split the data once for every trial and the final fit, and create the run's study in the registry's
+    database. Returns `{"study", "datasets", "batches"}`: one batch per mapped trial task. A retry finds
+    the study and returns the plan stored on it."""
+    from airflow_mlops.tuning import create_study, new_plan, stored_plan, study_name
+
+    if config.tuning is None:
+        raise ConfigError(f"{config.pipeline}: the pipeline file has no tuning: section")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or not 1 <= n_trials <= 10_000:
+        raise ConfigError(f"n_trials: expected a whole number from 1 to 10000, got {n_trials!r}")
+    name = study_name(config.pipeline, run_id)
+    plan = stored_plan(registry.url, name)
+    if plan is None:
+        datasets = split_training_data(config, store, data_uri=data_uri, prefix=prefix)
+        plan = create_study(registry.url, new_plan(
+            config, study=name, n_trials=n_trials, params=params_override or {},
+            datasets={key: ref.to_dict() for key, ref in datasets.items()},
+        ))
+    else:
+        log.info("study %s exists (an earlier attempt of this run); keeping its plan", name)
+    log.info("tuning %s: %s trials in %s tasks, %s on the validation split (%s)", name, plan.n_trials, plan.tasks,
+             plan.metric, plan.direction)
+    return {"study": plan.study, "datasets": plan.datasets, "batches": plan.batches()}
+
+
+def run_tuning_batch(
+    config: PipelineConfig, store: ArtifactStore, registry: ModelRegistry, *, batch: dict[str, Any],
+    worker: str | None = None,
+) -> dict[str, Any]:
+    """Run one mapped task's trials (see `tuning.run_batch`); returns its counts and trial numbers."""
+    from airflow_mlops.data import read_table
+    from airflow_mlops.tuning import TuningPlan, run_batch
+
+    plan = TuningPlan.from_dict(batch["plan"])
+    train = read_table(plan.datasets["train"]["uri"], store)
+    validation = read_table(plan.datasets["validation"]["uri"], store)
+    outcome = run_batch(config, plan, int(batch["index"]), train, validation, url=registry.url, worker=worker)
+    log.info("tuning batch %s of %s: %s", outcome.index, plan.study, outcome.to_dict())
+    return outcome.to_dict()
 
 
 # ---------------------------------------------------------------------- evaluation

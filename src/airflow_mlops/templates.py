@@ -165,6 +165,19 @@ def retraining_params(config: PipelineConfig) -> dict[str, Param]:
     }
 
 
+def tuning_params(config: PipelineConfig) -> dict[str, Param]:
+    """The tuning part of the `<pipeline>__retrain` Trigger form (empty without a `tuning:` section)."""
+    from airflow.sdk import Param
+
+    if config.tuning is None:
+        return {}
+    return {
+        "tuning": Param(config.tuning.enabled, type="boolean", description="search hyperparameters before training"),
+        "n_trials": Param(config.tuning.n_trials, type="integer", minimum=1, maximum=10_000,
+                          description="trials in this run's search"),
+    }
+
+
 def inference_params(config: PipelineConfig) -> dict[str, Param]:
     """The Trigger form of `<pipeline>__batch_inference`."""
     from airflow.sdk import Param

@@ -4,8 +4,9 @@ Everything is on 127.0.0.1 but shares only what separate machines would:
 PostgreSQL (Airflow metadata, Celery results and the model registry, in separate
 databases), Redis (the Celery broker) and S3 (a moto server) for every artifact.
 Each worker has its own HOME and TMPDIR and its own Airflow hostname
-(`worker-1`, `worker-2`). Retraining promotes a model; the champion Asset starts
-batch inference, whose chunks are mapped across both workers.
+(`worker-1`, `worker-2`). Retraining tunes hyperparameters in mapped trial tasks on
+both workers into one Optuna study in the registry database, then promotes a model;
+the champion Asset starts batch inference, whose chunks are mapped across both workers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from airflow_mlops.testing.s3 import CREDENTIALS, REGION, s3_client_for
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = "breast_cancer"
 ROWS, ROW_GROUP = 480, 40  # 12 row groups -> 12 mapped chunks
+TRIALS, TRIAL_TASKS = 12, 6
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.postgres]
 
@@ -65,6 +67,11 @@ def cluster(postgres_server, redis_url, s3_server, tmp_path_factory):
     config["retraining"] = {"schedule": None, "on_new_data": False}
     config["inference"].update(input="data/breast_cancer/many/", schedule=None, chunk_rows=ROW_GROUP)
     config["drift"]["schedule"] = None
+    config["tuning"] = {
+        "enabled": True, "n_trials": TRIALS, "parallelism": TRIAL_TASKS, "pruner": "none",
+        "space": {"max_depth": {"type": "int", "low": 2, "high": 6},
+                  "learning_rate": {"type": "float", "low": 0.05, "high": 0.3, "log": True}},
+    }
     (configs / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(config))
     dags = root / "dags"
     dags.mkdir()
@@ -110,6 +117,19 @@ def test_retraining_and_mapped_batch_inference_run_across_two_celery_workers(clu
     champion = registry.resolve(PIPELINE, "champion")
     assert (champion.version, champion.run_id) == (1, run_id)
     assert champion.artifact_uri.startswith("s3://mlops/artifacts/"), "the model went to S3, not a worker's disk"
+
+    # Tuning: the mapped trial tasks ran on both workers, into one study in the registry's PostgreSQL.
+    import optuna
+
+    trial_tasks = [ti for ti in cluster.task_instances(f"{PIPELINE}__retrain", run_id) if ti["task_id"] == "tune.trials"]
+    assert len(trial_tasks) == TRIAL_TASKS and {ti["state"] for ti in trial_tasks} == {"success"}
+    assert {ti["hostname"] for ti in trial_tasks} == {"worker-1", "worker-2"}
+    study = optuna.load_study(study_name=f"{PIPELINE}/{run_id}", storage=cluster.registry_url)
+    trials = study.get_trials()
+    assert sorted(t.user_attrs["slot"] for t in trials) == list(range(TRIALS)), "each slot once, no duplicates"
+    assert {t.user_attrs["worker"].split(":")[0] for t in trials} == {"worker-1", "worker-2"}
+    assert champion.tags["tuning"]["study"] == study.study_name and champion.tags["tuning"]["n_trials"] == TRIALS
+    assert {k: champion.params[k] for k in study.best_params} == study.best_params
 
     deadline, runs = time.monotonic() + 300, []
     while time.monotonic() < deadline and not runs:

@@ -588,6 +588,70 @@ class AlertsConfig(_Section):
     )
 
 
+# ------------------------------------------------------------------------- tuning
+
+
+class IntParam(_Section):
+    type: Literal["int"]
+    low: StrictInt
+    high: StrictInt
+    step: StrictInt = Field(1, ge=1, description="only every step-th value from low")
+    log: StrictBool = Field(False, description="sample on a log scale (low must be at least 1; step must be 1)")
+
+
+class FloatParam(_Section):
+    type: Literal["float"]
+    low: StrictFloat
+    high: StrictFloat
+    step: StrictFloat | None = Field(None, gt=0, description="only multiples of step from low (not with log)")
+    log: StrictBool = Field(False, description="sample on a log scale (low must be above 0)")
+
+
+class CategoricalParam(_Section):
+    type: Literal["categorical"]
+    choices: list[str | bool | int | float | None] = Field(min_length=1)
+
+
+SearchParam = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+TUNING_PRUNERS = ("median", "hyperband", "none")
+MAX_TUNING_PARALLELISM = 128  # mapped trial tasks per run: far below Airflow's max_map_length of 1024
+
+
+class TuningConfig(_Section):
+    """Hyperparameter search in `<pipeline>__retrain` (Optuna), scored on the validation split."""
+
+    enabled: StrictBool = Field(False, description="tune on every run; the Trigger form can turn it on or off per run")
+    space: dict[str, SearchParam] = Field(
+        min_length=1, description="model.params to search: {name: {type: int|float|categorical, ...}}"
+    )
+    n_trials: StrictInt = Field(20, ge=1, le=10_000, description="trials per run (the Trigger form can change it)")
+    parallelism: StrictInt = Field(
+        4, ge=1, le=MAX_TUNING_PARALLELISM, description="mapped trial tasks; each runs its share of the trials in turn"
+    )
+    timeout: StrictFloat | None = Field(
+        None, gt=0, description="seconds from the start of tuning after which no new trial starts (null = no limit)"
+    )
+    metric: str | None = Field(None, description="metric to optimise on the validation split (default: evaluation.primary_metric)")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops unpromising xgboost and torch trials early on their per-round validation loss"
+    )
+    seed: Seed = Field(42, description="seeds the sampler (each mapped task adds its index)")
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for name, param in space.items():
+            if isinstance(param, CategoricalParam):
+                continue
+            if param.low > param.high:
+                raise ValueError(f"{name}: low {param.low} is above high {param.high}")
+            if param.log and param.low <= 0:
+                raise ValueError(f"{name}: a log scale needs low above 0, got {param.low}")
+            if param.log and (param.step or 1) != 1:
+                raise ValueError(f"{name}: step cannot be used with a log scale")
+        return space
+
+
 # ----------------------------------------------------------------------- pipeline
 
 
@@ -609,6 +673,7 @@ class PipelineConfig(_Section):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     monitoring: MonitoringConfig | None = Field(None, description="performance after deployment; absent = no monitor DAG")
+    tuning: TuningConfig | None = Field(None, description="hyperparameter search before training; absent = no tune tasks")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="after")
@@ -660,6 +725,22 @@ class PipelineConfig(_Section):
                 monitoring.label = self.data.target
         if self.data.split.stratify and task == "regression":
             self.data.split.stratify = False
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_fits(self) -> PipelineConfig:
+        tuning = self.tuning
+        if tuning is None:
+            return self
+        if tuning.metric is None:
+            tuning.metric = self.evaluation.primary_metric
+        elif tuning.metric not in (self.evaluation.metrics or []):
+            raise ValueError(
+                f"tuning.metric: {shown(tuning.metric)} is not one of evaluation.metrics "
+                f"({shown_list(self.evaluation.metrics or [], most=20)})"
+            )
+        if self.data.split.validation <= 0:
+            raise ValueError("tuning: trials are scored on the validation split, but data.split.validation is 0")
         return self
 
     @property

@@ -16,6 +16,7 @@ from airflow_mlops.operators.monitor import (
 )
 from airflow_mlops.operators.promote import PromoteModelOperator, RollbackModelOperator
 from airflow_mlops.operators.train import TrainModelOperator
+from airflow_mlops.operators.tune import PlanTuningOperator, TuneTrialsOperator
 from airflow_mlops.operators.validate import ValidateDataOperator
 
 __all__ = [
@@ -27,10 +28,12 @@ __all__ = [
     "MonitorPerformanceOperator",
     "PinModelOperator",
     "PlanBatchOperator",
+    "PlanTuningOperator",
     "PredictionDriftOperator",
     "PromoteModelOperator",
     "RollbackModelOperator",
     "ScoreChunkOperator",
     "TrainModelOperator",
+    "TuneTrialsOperator",
     "ValidateDataOperator",
 ]

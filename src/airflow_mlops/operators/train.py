@@ -17,19 +17,23 @@ class TrainModelOperator(MlopsBaseOperator):
 
     :param data_uri: training data (templated); default `data.train`.
     :param params_override: merged over `model.params` (templated; e.g. from the Trigger form).
+    :param tuning: templated; the tune plan's `{"study", "datasets"}`: train on the trials' split with the
+        study's best params, recorded in the version's `tuning` tag. None (tuning off or skipped): no study.
     A retry of the same run and task returns the version it already registered
     instead of training a duplicate. Returns `{"model": ModelRef, "datasets": {...}}`.
     """
 
-    template_fields = ("data_uri", "params_override")
+    template_fields = ("data_uri", "params_override", "tuning")
     operator_extra_links = (ModelVersionLink(),)
 
     def __init__(
-        self, *, data_uri: str | None = None, params_override: dict[str, Any] | None = None, **kwargs: Any
+        self, *, data_uri: str | None = None, params_override: dict[str, Any] | None = None,
+        tuning: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.data_uri = data_uri
         self.params_override = params_override
+        self.tuning = tuning
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import train_and_register
@@ -42,6 +46,7 @@ class TrainModelOperator(MlopsBaseOperator):
             data_uri=self.data_uri or self.pipeline.data.train,
             prefix=self.run_prefix(context),
             params_override=self.params_override or None,
+            tuning=self.tuning or None,
             lineage={"dag_id": info.dag_id, "run_id": info.run_id, "task_id": info.task_id, "actor": info.actor},
         )
         self.model_ref = ModelRef.from_dict(outcome["model"])

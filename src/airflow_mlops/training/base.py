@@ -28,7 +28,7 @@ from airflow_mlops.training.features import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import numpy as np
     import pandas as pd
@@ -60,6 +60,9 @@ class FitContext:
     device: str = "auto"
     store: ArtifactStore | None = None
     checkpoint_prefix: str | None = None
+    # Called after each boosting round (xgboost) or epoch (torch) with the validation loss; tuning
+    # reports it to the pruner, and stops the fit by raising.
+    on_round: Callable[[int, float], None] | None = None
 
 
 class Trainer(Protocol):
@@ -208,19 +211,26 @@ def _library_versions(trainer: Trainer) -> dict[str, str]:
             **trainer.library_versions()}
 
 
-def train_model(
+@dataclass
+class FittedModel:
+    """What `fit_model` returns: the model in memory, before anything is saved."""
+
+    model: LoadedModel
+    params: dict[str, Any]
+    info: dict[str, Any]
+
+
+def fit_model(
     config: PipelineConfig,
     train: pd.DataFrame,
     validation: pd.DataFrame | None,
-    store: ArtifactStore,
     *,
-    output_prefix: str,
+    store: ArtifactStore | None = None,
     checkpoint_prefix: str | None = None,
     params_override: dict[str, Any] | None = None,
-) -> TrainedModel:
-    """Fit the configured flavor on `train` (early stopping on `validation`) and save the bundle."""
-    from airflow_mlops.evaluation.metrics import compute_metrics
-
+    on_round: Callable[[int, float], None] | None = None,
+) -> FittedModel:
+    """Check the data and fit the configured flavor on `train` (early stopping on `validation`)."""
     model = config.model
     target = config.data.target
     # Every check on the data comes before the fit, so bad data never leaves a checkpoint or model file behind.
@@ -247,6 +257,7 @@ def train_model(
     context = FitContext(
         task=model.task, n_classes=len(labels.classes or []), params=params, seed=model.seed, spec=spec,
         estimator=model.estimator, device=model.device, store=store, checkpoint_prefix=checkpoint_prefix,
+        on_round=on_round,
     )
     trainer = trainer_class(model.flavor)()
     y_train = labels.encode(train[target])
@@ -259,9 +270,30 @@ def train_model(
     info = trainer.fit(x_train, y_train, x_validation, y_validation, context)
     if constant:
         info = {**info, "constant_features": constant}
-
-    metric_names = list(config.evaluation.metrics or [])
     loaded = LoadedModel(trainer, {"task": model.task, "flavor": model.flavor, "features": spec.to_dict(), "classes": labels.classes})
+    return FittedModel(model=loaded, params=params, info=info)
+
+
+def train_model(
+    config: PipelineConfig,
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None,
+    store: ArtifactStore,
+    *,
+    output_prefix: str,
+    checkpoint_prefix: str | None = None,
+    params_override: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit the configured flavor on `train` (early stopping on `validation`) and save the bundle."""
+    from airflow_mlops.evaluation.metrics import compute_metrics
+
+    fitted = fit_model(config, train, validation, store=store, checkpoint_prefix=checkpoint_prefix,
+                       params_override=params_override)
+    model, target = config.model, config.data.target
+    loaded, params, info = fitted.model, fitted.params, fitted.info
+    trainer, spec, labels = loaded.trainer, loaded.spec, loaded.labels
+    has_validation = validation is not None and len(validation) > 0
+    metric_names = list(config.evaluation.metrics or [])
     # Train metrics only feed the overfitting guard: a seeded sample keeps them cheap on big tables.
     train_sample = train.sample(n=TRAIN_METRIC_ROWS, random_state=model.seed) if len(train) > TRAIN_METRIC_ROWS else train
     train_metrics = _score(loaded, train_sample, target, metric_names, compute_metrics)

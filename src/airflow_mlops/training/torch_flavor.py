@@ -234,6 +234,8 @@ class TorchTrainer:
             with torch.no_grad():
                 out = module(x_val)
                 monitored = float(loss_fn(out.squeeze(-1) if regression else out, y_val))
+            if context.on_round is not None:
+                context.on_round(epoch, monitored)
             if monitored < state["best_loss"] - 1e-7:
                 state.update(best_loss=monitored, bad_epochs=0,
                              best_state={k: v.detach().cpu().clone() for k, v in module.state_dict().items()})

@@ -83,10 +83,12 @@ class XGBoostTrainer:
         train_matrix = self._matrix(train, y_train)
         # Only the validation split is evaluated per round: scoring the training set every round costs ~10%.
         evals = [(self._matrix(validation, y_validation), "validation")] if validation is not None else []
+        callbacks = [_round_reporter(context.on_round)] if context.on_round is not None and evals else None
         try:
             self.booster = xgb.train(
                 booster_params, train_matrix, num_boost_round=rounds, evals=evals,
                 early_stopping_rounds=early if validation is not None and early else None, verbose_eval=False,
+                callbacks=callbacks,
             )
         except xgb.core.XGBoostError as exc:
             raise TrainingError(f"XGBoost could not train with model.params {context.params}: {str(exc).splitlines()[0]}") from None
@@ -186,6 +188,24 @@ class XGBoostTrainer:
         import xgboost
 
         return {"xgboost": xgboost.__version__}
+
+
+_HIGHER_IS_BETTER = {"auc", "aucpr", "map", "ndcg", "pre"}  # xgboost eval metrics; the rest are losses
+
+
+def _round_reporter(on_round: Any) -> Any:
+    """An xgboost callback handing `on_round` each round's validation loss: the last eval metric (the one
+    early stopping watches), negated when it is a score."""
+    import xgboost as xgb
+
+    class RoundReporter(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+            name, history = list(evals_log["validation"].items())[-1]
+            value = float(history[-1])
+            on_round(epoch, -value if name.split("@")[0] in _HIGHER_IS_BETTER else value)
+            return False
+
+    return RoundReporter()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -39,6 +39,7 @@ MAX_REASON_CHARS = 2000
 REPORT_SUFFIX = ".html"
 MANIFEST_SUFFIX = f"/{MANIFEST_NAME}"
 MONITORING_DOCS = "docs/monitoring.md"
+MAX_TRIALS_SHOWN = 1000
 
 
 class ArtifactRefusedError(ArtifactNotFoundError):
@@ -199,6 +200,28 @@ class RegistryViews:
             "alias_history": [
                 e.to_dict() for e in reversed(self.registry.history(name)) if version in (e.from_version, e.to_version)
             ],
+            **self._tuning(record),
+        }
+
+    def _tuning(self, record: ModelVersion) -> dict[str, Any]:
+        """The study a tuned version came from: its summary (kept out of the tags table), importance and trials."""
+        summary = (record.tags or {}).get("tuning")
+        if not isinstance(summary, dict):
+            return {}
+        from airflow_mlops.tuning import trial_history
+
+        importance = summary.get("importance") or {}
+        return {
+            "tags": {key: value for key, value in record.tags.items() if key != "tuning"},
+            "tuning": {
+                "summary": {key: summary.get(key) for key in
+                            ("study", "metric", "direction", "n_trials", "completed", "pruned", "failed",
+                             "best_trial", "best_value")},
+                "best_params": summary.get("best_params") or {},
+                "importance": [{"param": p, "share": v, "percent": round(100 * v, 1)}
+                               for p, v in sorted(importance.items(), key=lambda kv: -kv[1])],
+                "trials": trial_history(self.registry.url, str(summary.get("study")), limit=MAX_TRIALS_SHOWN),
+            },
         }
 
     def compare(self, name: str, first: int, second: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from airflow_mlops.drift import check_prediction_drift
 from airflow_mlops.errors import ConfigError, DataError, IntegrityError
 from airflow_mlops.evaluation import evaluate_candidate
 from airflow_mlops.inference import commit_batch, plan_batch, read_output, score_chunk
+from airflow_mlops.monitoring.outputs import output_schema, recorded_classes
 from airflow_mlops.registry import ModelRegistry
 from airflow_mlops.storage import LocalArtifactStore
 from airflow_mlops.training import load_model, train_model
@@ -101,6 +102,9 @@ def test_stored_probabilities_are_named_and_typed_as_in_a_batch_output(store, mo
     assert "proba_0" not in output.names and "proba_0" not in stored.names
     for column in ("prediction", "proba_1"):
         assert stored.field(column).type == output.field(column).type, column
+    # Only the positive class's probability is stored, so both files name both classes for their readers.
+    assert recorded_classes(stored) == recorded_classes(output) == ["0", "1"]
+    assert recorded_classes(output_schema(plan.manifest_uri, store)) == ["0", "1"]
 
 
 # ------------------------------------------------------------------------- prediction drift

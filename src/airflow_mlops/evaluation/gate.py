@@ -57,7 +57,7 @@ def store_test_predictions(
     import pyarrow as pa
 
     from airflow_mlops.data import write_table
-    from airflow_mlops.inference.score import probability_outputs
+    from airflow_mlops.inference.score import probability_outputs, with_classes
 
     columns: dict[str, Any] = {TEST_LABEL: pa.array(test[config.data.target].to_numpy()),
                                "prediction": pa.array(predictions)}
@@ -67,7 +67,7 @@ def store_test_predictions(
     for column in dict.fromkeys(s.column for s in [*(monitored or []), *config.evaluation.slices]):
         if column in test.columns and column not in columns:  # a slice named like an output column is left out
             columns[column] = pa.Array.from_pandas(test[column])
-    return write_table(pa.table(columns), path, store)
+    return write_table(with_classes(pa.table(columns), model.classes), path, store)
 
 
 def _why_undefined(task: str, y_true: pd.Series) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 524_288
 PROBABILITY_SUM_TOLERANCE = 1e-6  # relative to the expected sum of 1; float32 softmax rounding stays far below
 PROGRESS_SECONDS = 10.0
+CLASSES_METADATA_KEY = b"airflow_mlops.classes"
 _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -89,6 +91,15 @@ def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.
 def proba_column(label: Any) -> str:
     """The output column holding the probability of class `label` (batch outputs and stored test predictions)."""
     return f"proba_{label}"
+
+
+def with_classes(table: pa.Table, classes: list[Any] | None) -> pa.Table:
+    """`table` with the model's classes in its schema metadata (under CLASSES_METADATA_KEY): a binary output
+    stores one probability column, so readers learn the other class from here rather than guess it."""
+    if not classes:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                         CLASSES_METADATA_KEY: json.dumps([str(c) for c in classes]).encode()})
 
 
 def probability_outputs(classes: list[Any] | None, proba: np.ndarray) -> dict[str, Any]:
@@ -164,7 +175,7 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
     columns["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
     columns["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
-    return pa.table(columns)
+    return with_classes(pa.table(columns), model.classes)
 
 
 def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: BatchPlan, columns: list[str],

@@ -29,8 +29,10 @@ from airflow_mlops.monitoring.outputs import (
     class_probabilities,
     iter_output_batches,
     output_columns,
+    output_schema,
     probability_columns,
     read_manifest,
+    recorded_classes,
     stored_probability_columns,
 )
 
@@ -90,7 +92,10 @@ def estimate_performance(
         return EstimatedPerformance(rows=rows, estimated=False, metrics={}, notes=[
             "not estimated: performance of a regression model is known only when labels arrive"])
     with store.local_path(reference_predictions_uri) as local:
-        reference = pq.read_table(local).to_pandas()
+        table = pq.read_table(local)
+    reference = table.to_pandas()
+    if classes is None:
+        classes = recorded_classes(table.schema) or recorded_classes(output_schema(manifest_uri, store))
     probabilities = probability_columns(list(reference.columns))
     known = [str(c) for c in classes] if classes is not None else [c.removeprefix(PROBABILITY_PREFIX) for c in probabilities]
     if classes is None and len(known) == 1 and config.model.task == "binary_classification":

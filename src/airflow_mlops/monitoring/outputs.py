@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,15 +37,30 @@ def read_manifest(manifest_uri: str, store: ArtifactStore) -> dict[str, Any]:
     return store.read_json(manifest_uri)
 
 
-def output_columns(manifest_uri: str, store: ArtifactStore) -> list[str]:
-    """The columns of a committed output (its first part's schema; every part has the same)."""
+def output_schema(manifest_uri: str, store: ArtifactStore) -> pa.Schema | None:
+    """The schema of a committed output (its first part's; every part has the same), None without parts."""
     import pyarrow.parquet as pq
 
     parts = read_manifest(manifest_uri, store)["parts"]
     if not parts:
-        return []
+        return None
     with store.open_read(parts[0]["uri"]) as source:
-        return list(pq.ParquetFile(source).schema_arrow.names)
+        return pq.ParquetFile(source).schema_arrow
+
+
+def output_columns(manifest_uri: str, store: ArtifactStore) -> list[str]:
+    """The columns of a committed output."""
+    schema = output_schema(manifest_uri, store)
+    return list(schema.names) if schema is not None else []
+
+
+def recorded_classes(schema: pa.Schema | None) -> list[str] | None:
+    """The model's classes as a batch output or stored test predictions record them in their metadata;
+    None for files written before they did."""
+    from airflow_mlops.inference.score import CLASSES_METADATA_KEY
+
+    raw = (schema.metadata or {}).get(CLASSES_METADATA_KEY) if schema is not None else None
+    return [str(c) for c in json.loads(raw)] if raw else None
 
 
 def probability_columns(columns: list[str]) -> list[str]:
@@ -59,8 +75,9 @@ def stored_probability_columns(known: list[str]) -> list[str]:
 
 
 def binary_classes(positive: str, seen: list[str]) -> list[str]:
-    """Both classes of a two-class output that stores only `positive`'s probability: the other one is the
-    other value seen among the labels and predictions (empty text when every value seen is `positive`)."""
+    """Both classes of a two-class output that stores only `positive`'s probability, for files that do not
+    record their classes: the other one is the other value seen among the labels and predictions (empty
+    text when every value seen is `positive`)."""
     others = sorted({value for value in seen if value != positive})
     return [others[0] if others else "", positive]
 

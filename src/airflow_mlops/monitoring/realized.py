@@ -30,8 +30,9 @@ from airflow_mlops.monitoring.outputs import (
     ScoredBatch,
     binary_classes,
     iter_output_batches,
-    output_columns,
+    output_schema,
     probability_columns,
+    recorded_classes,
     stored_probability_columns,
 )
 
@@ -145,6 +146,7 @@ class _Join:
         self.classification = config.model.task != "regression"
         self.notes: list[str] = []
         self.probabilities: list[str] = []
+        self.classes_by_version: dict[int, list[str]] = {}
         self.slices_in_predictions: list[str] = []
 
     # ------------------------------------------------------------------ loading
@@ -152,7 +154,11 @@ class _Join:
     def load_predictions(self, batches: list[ScoredBatch]) -> None:
         import pyarrow as pa
 
-        columns_by_batch = [output_columns(b.manifest_uri, self.store) for b in batches]
+        schemas = [output_schema(b.manifest_uri, self.store) for b in batches]
+        columns_by_batch = [list(schema.names) if schema is not None else [] for schema in schemas]
+        for batch, schema in zip(batches, schemas, strict=True):
+            if (recorded := recorded_classes(schema)) is not None:
+                self.classes_by_version[batch.version] = recorded
         first = columns_by_batch[0]
         missing = [c for c in [*self.ids, PREDICTION] if c not in first]
         if missing:
@@ -297,6 +303,8 @@ class _Join:
     def performance(self, version: int, batches: list[ScoredBatch], fingerprint: str,
                     classes: list[Any] | None) -> RealizedPerformance:
         where = f"_version = {int(version)}"
+        if classes is None:
+            classes = self.classes_by_version.get(version)
         rows = self._count(f"SELECT count(*) FROM scored WHERE {where}")
         labelled = self._count(f"SELECT count(*) FROM matched WHERE {where}")
         if self.event_time:

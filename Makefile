@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check --progress-bar off
 
-.PHONY: test demo airflow install system-deps lint constraints clean
+.PHONY: test test-fast demo airflow install system-deps lint constraints clean
 
 install: $(INSTALLED) system-deps
 
@@ -36,6 +36,10 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# The unit tier alone: no database or S3 server, no browser, no Airflow processes.
+test-fast: install lint
+	$(BIN)/python -m pytest -m "not (slow or postgres or s3 or redis or browser)" tests/unit
 
 demo: install
 	$(BIN)/python scripts/demo.py

@@ -30,3 +30,33 @@ def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("AIRFLOW_MLOPS_HOME", str(home))
     return home
+
+
+# A test's tier follows from what it uses, so a marker cannot drift from the test body:
+# `make test-fast` deselects every tier below.
+TIER_FIXTURES = {
+    "postgres": {"postgres_server"},
+    "s3": {"s3_server"},
+    "redis": {"redis_url"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in TIER_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        if item.get_closest_marker("browser") is not None or REPO / "tests" / "e2e" in item.path.parents:
+            item.add_marker("slow")
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """Where a browser test saves its screenshots: $MLOPS_SCREENSHOTS, else a temporary folder (never the
+    repository); the path is printed so a failing run can be looked at."""
+    root = os.environ.get("MLOPS_SCREENSHOTS")
+    folder = Path(root) / request.node.name if root else Path(tempfile.mkdtemp(prefix="mlops-screenshots-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots: {folder}")
+    return folder

@@ -22,14 +22,14 @@ class _Ref(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
+    def from_dict(cls, data: dict[str, Any]):  # returns cls
         return cls.model_validate(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str):  # noqa: ANN206 - returns cls
+    def from_json(cls, text: str):  # returns cls
         return cls.model_validate_json(text)
 
 

@@ -718,5 +718,5 @@ def init_pipeline(
     from airflow_mlops.config.loader import _cached_loader
 
     # Never write a file the templates would reject.
-    parse_pipeline_config(yaml.load(text, Loader=_cached_loader()), path.name)  # noqa: S506 - a SafeLoader subclass
+    parse_pipeline_config(yaml.load(text, Loader=_cached_loader()), path.name)  # a SafeLoader subclass
     return write_pipeline_file(text, path, force=force), plan

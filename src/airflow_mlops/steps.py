@@ -219,7 +219,7 @@ def evaluate_version(
     if champion_version is not None:
         try:
             champion = _load_version(registry, store, model.name, champion_version)
-        except Exception as exc:  # noqa: BLE001 - reported in the gate, not a crash
+        except Exception as exc:  # reported in the gate, not a crash
             log.warning("champion v%s cannot be loaded: %s", champion_version, exc)
     metrics = candidate_record.metrics or {}
     evaluation = evaluate_candidate(

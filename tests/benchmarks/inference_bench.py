@@ -68,7 +68,7 @@ def _config() -> dict:
     }
 
 
-def _booster(workdir: Path):  # noqa: ANN202 - xgboost.Booster
+def _booster(workdir: Path):  # xgboost.Booster
     from airflow_mlops.registry import ModelRegistry
     from airflow_mlops.storage import open_store
     from airflow_mlops.training import load_model

@@ -44,7 +44,7 @@ NANNYML_VENV = Path("/tmp/nannyml-venv")
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def _config(metrics: list[str]):  # noqa: ANN202 - PipelineConfig
+def _config(metrics: list[str]):  # PipelineConfig
     from airflow_mlops.config import parse_pipeline_config
 
     return parse_pipeline_config({
@@ -54,7 +54,7 @@ def _config(metrics: list[str]):  # noqa: ANN202 - PipelineConfig
     })
 
 
-def _commit(store, prefix: str, table, run_id: str, version: int = 1) -> str:  # noqa: ANN001
+def _commit(store, prefix: str, table, run_id: str, version: int = 1) -> str:
     """One part and its manifest, in the format commit_batch writes (the manifest last); the manifest URI."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +77,7 @@ def _commit(store, prefix: str, table, run_id: str, version: int = 1) -> str:  #
     return store.write_json(f"{prefix}/_manifest.json", manifest).uri
 
 
-def _scores(generator, rows: int, loc: float = 0.0, scale: float = 1.0, steepness: float = 2.0):  # noqa: ANN001, ANN202
+def _scores(generator, rows: int, loc: float = 0.0, scale: float = 1.0, steepness: float = 2.0):
     """(reported proba_1, true P(y=1)) of `rows` rows; steepness != 2 makes the reported score miscalibrated."""
     import numpy as np
 
@@ -85,7 +85,7 @@ def _scores(generator, rows: int, loc: float = 0.0, scale: float = 1.0, steepnes
     return 1 / (1 + np.exp(-steepness * score)), 1 / (1 + np.exp(-2.0 * score))
 
 
-def _predictions(ids, proba):  # noqa: ANN001, ANN202 - pyarrow.Table
+def _predictions(ids, proba):  # pyarrow.Table
     import numpy as np
     import pyarrow as pa
 
@@ -137,7 +137,7 @@ def _manifests(workdir: Path) -> list[Path]:
     return sorted((workdir / "store" / "predictions").glob("run-*/_manifest.json"))
 
 
-def case_by_hand(workdir: Path, memory_limit_mb: int) -> dict:  # noqa: ARG001 - pandas has no limit
+def case_by_hand(workdir: Path, memory_limit_mb: int) -> dict:  # pandas has no limit
     import numpy as np
     import pandas as pd
     from sklearn import metrics
@@ -277,7 +277,7 @@ def nannyml_python() -> Path | str:
     return python
 
 
-def nannyml_bench(args: argparse.Namespace) -> int:  # noqa: ARG001
+def nannyml_bench(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
     import pyarrow as pa

@@ -26,7 +26,7 @@ HGB = {"max_iter": 100, "early_stopping": False}
 TORCH = {"epochs": 2, "batch_size": 4096, "hidden_sizes": [64, 32], "learning_rate": 0.001, "dropout": 0.0}
 
 
-def data(rows: int, features: int):  # noqa: ANN201 - (DataFrame, numpy X, numpy y)
+def data(rows: int, features: int):  # (DataFrame, numpy X, numpy y)
     import numpy as np
     import pandas as pd
 

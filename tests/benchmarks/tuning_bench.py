@@ -51,7 +51,7 @@ def config_dict(trials: int, tasks: int) -> dict:
     }
 
 
-def table(rows: int, features: int):  # noqa: ANN201 - DataFrame
+def table(rows: int, features: int):  # DataFrame
     import numpy as np
     import pandas as pd
 

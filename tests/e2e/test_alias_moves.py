@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 class Receiver(BaseHTTPRequestHandler):
     messages: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
         stamp = self.headers.get("X-Mlops-Timestamp", "")
         expected = "sha256=" + hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()

@@ -24,7 +24,6 @@ from airflow_mlops.testing.airflow import running_airflow
 from airflow_mlops.testing.postgres import create_database
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "test-output" / "registry-ui"
 MODEL = "churn"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -318,10 +317,10 @@ def test_the_version_page_shows_who_approved_and_who_rejected(ui):
     assert {(e["kind"], e["approver"], e["approval_comment"]) for e in history} >= {("set", "bob", "checked the slices")}
 
 
-def test_browser_rollback_of_the_champion(ui):
+@pytest.mark.browser
+def test_browser_rollback_of_the_champion(ui, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
@@ -340,7 +339,7 @@ def test_browser_rollback_of_the_champion(ui):
             page.goto(f"{ui.base_url}/plugin/mlops-models")
             frame = page.frame_locator("iframe")
             expect(frame.locator(f"tr[data-model={MODEL}] td.champion")).to_contain_text("v2", timeout=30_000)
-            page.screenshot(path=str(SCREENSHOTS / "1-airflow-nav-models.png"))
+            page.screenshot(path=str(screenshots / "1-airflow-nav-models.png"))
 
             page.goto(f"{ui.base_url}/mlops/models")
             expect(page.locator("#user")).to_have_text("admin")
@@ -348,7 +347,7 @@ def test_browser_rollback_of_the_champion(ui):
             expect(page.locator("h1")).to_have_text(MODEL)
             expect(page.locator("tr[data-alias=champion] .alias-version")).to_have_text("v2")
             expect(page.locator("#metric-chart svg circle")).to_have_count(3)
-            page.screenshot(path=str(SCREENSHOTS / "2-model-before-rollback.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "2-model-before-rollback.png"), full_page=True)
 
             rollback = page.locator("form.rollback[data-alias=champion]")
             rollback.locator("textarea[name=reason]").fill("v2 degrades on new customers")
@@ -362,11 +361,11 @@ def test_browser_rollback_of_the_champion(ui):
             expect(newest).to_contain_text("v2 → v1")
             expect(newest.locator(".actor")).to_have_text("admin")
             expect(newest.locator(".reason")).to_have_text("v2 degrades on new customers")
-            page.screenshot(path=str(SCREENSHOTS / "3-model-after-rollback.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "3-model-after-rollback.png"), full_page=True)
 
             page.goto(f"{ui.base_url}/mlops/models")
             expect(page.locator(f"tr[data-model={MODEL}] td.champion")).to_contain_text("v1")
-            page.screenshot(path=str(SCREENSHOTS / "4-models-after-rollback.png"))
+            page.screenshot(path=str(screenshots / "4-models-after-rollback.png"))
 
             # The monitoring page: realized and estimated roc_auc drawn against the threshold.
             page.click(f"text={MODEL}")
@@ -375,7 +374,7 @@ def test_browser_rollback_of_the_champion(ui):
             expect(chart.locator(".series circle")).to_have_count(4)
             expect(chart.locator(".series circle.breach")).to_have_count(1)
             expect(chart.locator(".reference.threshold title")).to_have_text("threshold min: 0.85")
-            page.screenshot(path=str(SCREENSHOTS / "5-monitoring.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "5-monitoring.png"), full_page=True)
         finally:
             browser.close()
     assert ui.registry.aliases(MODEL)["champion"] == 1

@@ -26,7 +26,7 @@ SECRET = "shared-secret"
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
         self.send_response(200)

@@ -216,7 +216,7 @@ def test_32_threads_promoting_at_once_lose_no_update(registry, registry_url):
 def _process_worker(url: str, version: int, queue: multiprocessing.Queue) -> None:
     try:
         queue.put(_race(url, "race", [version], None)[0])
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
+    except Exception as exc:  # reported to the parent
         queue.put(f"error: {exc!r}")
 
 

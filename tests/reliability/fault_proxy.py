@@ -150,7 +150,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         timeout = SOCKET_TIMEOUT
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:  # the base class's name
             """Quiet: the hits list is the log."""
 
         def _request_body(self) -> bytes:

@@ -184,7 +184,7 @@ def evaluate_candidate(
     else:
         try:
             champion_metrics = score_model(champion, test, target, names, custom)
-        except Exception as exc:  # noqa: BLE001 - any scoring problem is a named gate failure
+        except Exception as exc:  # any scoring problem is a named gate failure
             check("champion", False, f"champion v{champion_version} cannot be scored on this test set: {exc}")
         else:
             reference = champion_metrics.get(primary)

@@ -30,7 +30,7 @@ class _Record(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
+    def from_dict(cls, data: dict[str, Any]):  # returns cls
         return cls.model_validate(data)
 
 

@@ -223,7 +223,7 @@ class _Pipe:
             self._put(_DONE)
         except _Stopped:
             pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:  # handed to the consumer
             with contextlib.suppress(_Stopped):
                 self._put(exc)
 
@@ -271,7 +271,7 @@ class _Writer:
                                 or f.name == "prediction" and not pa.types.is_floating(f.type)]
                     writer = pq.ParquetWriter(self._path, table.schema, use_dictionary=repeated)
                 writer.write_table(table)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by close()
+        except BaseException as exc:  # re-raised by close()
             self._error = exc
             while self._queue.get() is not _DONE:
                 pass

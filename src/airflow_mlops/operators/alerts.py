@@ -81,7 +81,7 @@ class PipelineAlertNotifier(BaseNotifier):
     def _deliver(self, channel: str, context: Context | dict[str, Any], send: Any, *args: Any) -> None:
         try:
             send(context, *args)
-        except Exception:  # noqa: BLE001 - see the class docstring
+        except Exception:  # see the class docstring
             log.exception("could not send the %s alert by %s", self.event, channel)
 
     def _email(self, context: Context | dict[str, Any], subject: str, text: str) -> None:

@@ -11,7 +11,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "mlops_alembic_version"
 
 
-def _config(connection: Connection):  # noqa: ANN202 - alembic.config.Config
+def _config(connection: Connection):  # alembic.config.Config
     from alembic.config import Config
 
     config = Config()

@@ -21,7 +21,7 @@ def run_migrations() -> None:
     _run(connection)
 
 
-def _run(connection) -> None:  # noqa: ANN001 - alembic hands over a Connection
+def _run(connection) -> None:  # alembic hands over a Connection
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -68,7 +68,7 @@ def labels_arrive(outcomes: str, name: str) -> Path:
     return target
 
 
-def registry():  # noqa: ANN201 - ModelRegistry, imported late so the demo starts fast
+def registry():  # a ModelRegistry, imported late so the demo starts fast
     from airflow_mlops.registry import ModelRegistry
 
     return ModelRegistry(f"sqlite:///{HOME / 'mlops' / 'registry.db'}")

@@ -2,7 +2,8 @@
 
 A PostgreSQL registry is seeded with three versions of `churn` (champion moved
 v1 -> v2, evaluations and a drift check with HTML reports in the artifact
-root); the api-server loads the plugin from `plugins/` and reaches the registry
+root); the api-server loads the plugin through the package's entry point (once: no
+"already registered" warning) and reaches the registry
 through the `mlops_registry` connection like in production.
 """
 
@@ -148,6 +149,12 @@ WRITE_ENDPOINTS = [
     (f"/mlops/api/models/{MODEL}/aliases/champion", {"version": 3, "reason": "try v3", "expected_version": 2}),
     (f"/mlops/api/models/{MODEL}/aliases/champion/rollback", {"reason": "undo", "expected_version": 2}),
 ]
+
+
+def test_the_plugin_is_registered_once(ui):
+    # The package's entry point is its only registration: a second one is logged and listed as an import error.
+    assert any(p["name"] == "airflow_mlops_registry" for p in get_json(ui, "/api/v2/plugins")["plugins"])
+    assert "already registered" not in ui.log_tail("api-server", 100_000)
 
 
 def test_every_endpoint_refuses_a_caller_without_a_token(ui):

@@ -185,12 +185,13 @@ def test_a_chunk_with_unusable_output_fails_by_name_and_writes_nothing(store, mo
     registry, _ = model
     write_table(frame(700, seed=3).drop(columns=["label"]), "incoming/batch.parquet", store)
     plan = plan_batch(config(), registry, store, run_id="r1", input_uri="incoming/batch.parquet")
-    predict, batches = score._predict, []
+    predict, first_id = score._predict, 3 * 100_000  # frame(seed=3) numbers its customers from here
 
     def second_batch_corrupted(model, batch):
+        # Known by its rows, not by call order: two batches may be predicting at once.
         predictions, proba = predict(model, batch)
-        batches.append(batch.num_rows)
-        return _corrupt(kind, predictions, proba) if len(batches) == 2 else (predictions, proba)
+        second = batch.column("customer")[0].as_py() == first_id + 100
+        return _corrupt(kind, predictions, proba) if second else (predictions, proba)
 
     monkeypatch.setattr(score, "_predict", second_batch_corrupted)
     with pytest.raises(DataError, match=re.escape(message)) as raised:
@@ -253,3 +254,13 @@ def test_probabilities_of_three_or_more_classes_must_sum_to_one():
     with pytest.raises(DataError, match=re.escape("chunk 2: 2 rows of probabilities do not sum to 1 "
                                                   "(tolerance 1e-06) (first at row 107)")):
         require_sane_outputs(np.zeros(50), proba, index=2, first_row=100)
+
+
+def test_batches_predicted_two_at_a_time_are_written_in_input_order(store, model):
+    registry, loaded = model
+    data = frame(2_000, seed=4)
+    plan, _ = score_batch(store, registry, data, "r-order", batch_rows=64)  # 32 batches, two predicting at once
+    output = read_output(plan.output_prefix, store)
+    assert output["customer"].tolist() == data["customer"].tolist()
+    np.testing.assert_allclose(output["proba_1"].to_numpy(), loaded.predict_proba(data)[:, 1], rtol=1e-6)
+    assert output["prediction"].tolist() == loaded.predict(data).tolist()

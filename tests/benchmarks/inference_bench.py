@@ -6,7 +6,7 @@
 (b) by hand: pandas.read_parquet the whole input, predict, to_parquet;
 (c) ours: plan + score_chunk + commit, sequentially in one process.
 Each case runs in a fresh subprocess, so its peak RSS is its own; the cases run interleaved
-`--repeat` times and the fastest run of each counts (a 2-core VM drifts by 10% or more).
+`--repeat` times (default 5) and the fastest run of each counts (a 2-core VM drifts by 10% or more).
 Targets: (c) >= 0.9x the rows/s of (a) while doing its I/O, >= 1.1x the rows/s of (b), peak RSS <= 1/4
 of (b). Binary classifiers write `prediction` and the positive class's probability only (as (b) does).
 """
@@ -134,7 +134,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--case", choices=list(CASES))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts, the largest RSS")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per case; the fastest counts, the largest RSS")
     args = parser.parse_args()
     if args.case:
         result = CASES[args.case](args.workdir)

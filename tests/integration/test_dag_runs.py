@@ -81,10 +81,29 @@ def champion() -> int | None:
         return None
 
 
+def extra_link(dag_run, task_id: str, link_class: str) -> str | None:
+    """The URL Airflow stored for a task's extra link when the task finished (what the UI shows)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalar(select(XComModel).where(
+            XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+            XComModel.task_id == task_id, XComModel.key == f"_link_{link_class}"))
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
 def test_first_run_promotes_and_a_worse_model_is_stopped_by_the_gate(airflow_db, configs, example_data):
     first, states = run_dag(f"{PIPELINE}__retrain")
     assert first.state == "success", states
     assert champion() == 1
+    # Extra links come from what each task persisted to XCom while it ran.
+    assert extra_link(first, "train", "ModelVersionLink") == f"/mlops/models/{PIPELINE}/versions/1"
+    assert extra_link(first, "promote", "ModelVersionLink") == f"/mlops/models/{PIPELINE}/versions/1"
+    for task_id, report in (("validate", "validation.html"), ("evaluate", "evaluation.html")):
+        link = extra_link(first, task_id, "ReportLink")
+        assert link.startswith("/mlops/reports?uri=") and link.endswith(report), (task_id, link)
     version = registry().get_version(PIPELINE, 1)
     assert (version.dag_id, version.run_id, version.task_id) == (f"{PIPELINE}__retrain", first.run_id, "train")
     event = registry().history(PIPELINE, "champion")[-1]
@@ -151,6 +170,7 @@ def test_a_retried_train_task_returns_the_same_version(airflow_db, configs, exam
     first = train.execute(context)
     second = train.execute(context)  # what an Airflow retry does
     assert first["model"] == second["model"] == {"name": PIPELINE, "version": 1}
+    assert pushed["mlops_model_version"] == {"name": PIPELINE, "version": 1}, "the Model version link's target"
     versions = registry().search_versions(PIPELINE)
     assert [v.version for v in versions] == [1]
     assert versions[0].created_by == "bob"

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from airflow_mlops.provider import REGISTRY_CONN_TYPE, REGISTRY_HOOK_NAME
+
 if TYPE_CHECKING:
     from airflow_mlops.registry import ModelRegistry
 
@@ -22,24 +24,12 @@ class MlopsRegistryHook(BaseHook):
 
     conn_name_attr = "mlops_registry_conn_id"
     default_conn_name = "mlops_registry"
-    conn_type = "mlops_registry"
-    hook_name = "ML model registry (airflow-mlops)"
+    conn_type = REGISTRY_CONN_TYPE
+    hook_name = REGISTRY_HOOK_NAME
 
     def __init__(self, mlops_registry_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mlops_registry_conn_id = mlops_registry_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {"schema": "Database"},
-            "placeholders": {
-                "host": "postgres.internal",
-                "schema": "mlops",
-                "extra": '{"dialect": "postgresql+psycopg2"}  or  {"url": "postgresql+psycopg2://user:pw@host/db"}',
-            },
-        }
 
     def get_url(self) -> str | None:
         """The registry's SQLAlchemy URL, or None for the embedded default."""
@@ -70,3 +60,30 @@ class MlopsRegistryHook(BaseHook):
         from airflow_mlops.registry import ModelRegistry
 
         return ModelRegistry(self.get_url())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Connect and compare the database's schema revision with this package's (the UI's Test button).
+
+        Never migrates: an empty or older database is reported, for `airflow-mlops db upgrade` to fix.
+        """
+        from airflow_mlops.registry import migrate
+        from airflow_mlops.registry.api import registry_engine
+
+        try:
+            url = self.get_url()
+            if url is None:
+                return False, f"no connection {self.mlops_registry_conn_id!r}: tasks use the embedded SQLite registry"
+            engine = registry_engine(url)
+            try:
+                current = migrate.current_revision(engine)
+            finally:
+                engine.dispose()
+        except Exception as exc:  # the Test button shows any failure as its message
+            return False, f"cannot reach the registry: {exc}"
+        head = migrate.head_revision()
+        if current is None:
+            return False, "connected, but the database has no registry schema: run `airflow-mlops db upgrade --db URL`"
+        if current != head:
+            return False, f"connected, but the schema is at revision {current} and this package needs {head}: " \
+                          "run `airflow-mlops db upgrade --db URL`"
+        return True, f"connected; registry schema at revision {head}"

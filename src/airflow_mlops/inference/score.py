@@ -9,8 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_mlops.errors import DataError
@@ -35,7 +33,6 @@ PROGRESS_SECONDS = 10.0
 CLASSES_METADATA_KEY = b"airflow_mlops.classes"
 _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
-_BATCH_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 class ChunkResult(_Record):
@@ -77,20 +74,6 @@ def _check_schema(schema: pa.Schema, model: LoadedModel, plan: BatchPlan, uri: s
         model.check_features(columns)
     except DataError as exc:
         raise DataError(f"chunk {index} ({uri}): {exc}") from None
-
-
-def _predicts_in_pieces(model: LoadedModel) -> bool:
-    """Whether `_predict` takes the column path of a flavor that predicts in pieces on its own thread pool."""
-    return not model.spec.categorical and hasattr(model.trainer, "predict_proba_columns")
-
-
-def _batch_pool() -> ThreadPoolExecutor:
-    """Threads that each wait on one batch's prediction (the work runs on the flavor's piece pool)."""
-    global _BATCH_POOL
-    with _MODELS_LOCK:
-        if _BATCH_POOL is None or _BATCH_POOL[0] != os.getpid():  # a forked child starts its own
-            _BATCH_POOL = (os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="score-batch"))
-        return _BATCH_POOL[1]
 
 
 def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
@@ -265,10 +248,11 @@ class _Stopped(Exception):
 class _Writer:
     """Writes output tables on its own thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, id_columns: list[str]) -> None:
         import queue
 
         self._path = path
+        self._id_columns = id_columns
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -286,7 +270,13 @@ class _Writer:
                     # probabilities are unique per row, so dictionary-encoding them would be wasted work.
                     repeated = [f.name for f in table.schema if f.name in {"model_name", "model_version", "run_id"}
                                 or f.name == "prediction" and not pa.types.is_floating(f.type)]
-                    writer = pq.ParquetWriter(self._path, table.schema, use_dictionary=repeated)
+                    # Min/max statistics only where a reader filters (joining labels by id); probabilities are
+                    # random to a compressor, so they are stored as they are.
+                    writer = pq.ParquetWriter(
+                        self._path, table.schema, use_dictionary=repeated,
+                        write_statistics=[c for c in self._id_columns if c in table.schema.names] or False,
+                        compression={f.name: "none" if f.name.startswith("proba_") else "snappy" for f in table.schema},
+                    )
                 writer.write_table(table)
         except BaseException as exc:  # re-raised by close()
             self._error = exc
@@ -342,35 +332,21 @@ def score_chunk(
         # Reading and writing run beside the prediction (pyarrow and xgboost release the GIL);
         # the queues hold two batches each, so memory stays bounded by the batch size.
         reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
-        writer = _Writer(temp)
-        # Batches predicting at once, in order. With the column path's shared piece pool, a second batch's
-        # pieces are queued behind the first's, so no core idles while the last piece of a batch finishes.
-        in_flight: deque[tuple[pa.RecordBatch, Future]] = deque()
-        depth = 2 if _predicts_in_pieces(model) else 1
-
-        def write_oldest() -> None:
-            nonlocal rows, last_report
-            batch, prediction = in_flight.popleft()
-            predictions, proba = prediction.result()
-            require_sane_outputs(predictions, proba, index=index, first_row=rows)
-            writer.put(_output_table(batch, plan, model, predictions, proba))
-            rows += batch.num_rows
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_SECONDS:
-                log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
-                last_report = now
-
+        writer = _Writer(temp, plan.id_columns)
         try:
             for part_uri, batch in reader:
                 if validate is not None:
                     gate = validate(batch.to_pandas())
                     if not gate.passed:
                         raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
-                in_flight.append((batch, _batch_pool().submit(_predict, model, batch)))
-                if len(in_flight) >= depth:
-                    write_oldest()
-            while in_flight:
-                write_oldest()
+                predictions, proba = _predict(model, batch)
+                require_sane_outputs(predictions, proba, index=index, first_row=rows)
+                writer.put(_output_table(batch, plan, model, predictions, proba))
+                rows += batch.num_rows
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_SECONDS:
+                    log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
+                    last_report = now
             writer.close()
             if rows == 0:
                 raise DataError(f"chunk {index}: no rows were read")
@@ -378,9 +354,6 @@ def score_chunk(
                 raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
             ref = store.write_file(part, temp, move=True)
         finally:
-            for _, prediction in in_flight:  # after an error: let running predictions end before the files go
-                if not prediction.cancel():
-                    prediction.exception()
             reader.stop()
             writer.abort()
     seconds = time.monotonic() - started

@@ -116,8 +116,10 @@ class MlopsBaseOperator(BaseOperator):
         return run_prefix(self.pipeline.pipeline, info.run_id, info.task_id) + suffix
 
     def publish_gate(self, result: GateResult, context: Context) -> None:
-        """Keep the report for the Report link and push the gate to XCom (key `gate`)."""
-        self.report_uri = result.report.uri if result.report else None
+        """Persist the report for the Report link and push the gate to XCom (key `gate`)."""
+        from airflow_mlops.operators.links import ReportLink
+
+        ReportLink.persist_report(context, result.report)
         context["ti"].xcom_push(key="gate", value=result.to_dict())
 
     def raise_or_alert(
@@ -133,10 +135,11 @@ class MlopsBaseOperator(BaseOperator):
             raise AirflowFailException(f"{headline or result.gate}: {result.summary}")
 
     def apply_gate(self, result: GateResult, context: Context) -> None:
-        """Apply the gate's policy: fail (no retry), skip downstream, or warn and go on."""
+        """Persist the report for the Report link, push the gate to XCom (key `gate`), then apply the
+        gate's policy: fail (no retry), skip downstream, or warn and go on."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        context["ti"].xcom_push(key="gate", value=result.to_dict())
+        self.publish_gate(result, context)
         for line in result.failures:
             self.log.warning("%s gate: %s", result.gate, line)
         if result.passed:

@@ -39,6 +39,5 @@ class EvaluateModelOperator(MlopsBaseOperator):
             run_id=info.run_id,
         )
         gate = outcome["gate"]
-        self.report_uri = (gate.report.uri if gate.report else None)
         self.apply_gate(gate, context)
         return {**outcome, "gate": gate.to_dict()}

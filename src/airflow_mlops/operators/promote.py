@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.operators.base import MlopsBaseOperator, RunInfo
 from airflow_mlops.operators.links import ModelVersionLink
-from airflow_mlops.refs import ModelRef
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,7 +74,7 @@ class PromoteModelOperator(MlopsBaseOperator):
                 run_id=info.run_id,
                 approval=approval_from_result(self.approved),
             )
-        self.model_ref = ModelRef.from_dict(outcome["model"])
+        ModelVersionLink.persist(context, outcome["model"])
         return outcome
 
 
@@ -112,5 +111,5 @@ class RollbackModelOperator(MlopsBaseOperator):
                 dag_id=info.dag_id,
                 run_id=info.run_id,
             )
-        self.model_ref = ModelRef.from_dict(outcome["model"])
+        ModelVersionLink.persist(context, outcome["model"])
         return outcome

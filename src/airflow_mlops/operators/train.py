@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.operators.base import MlopsBaseOperator, RunInfo
 from airflow_mlops.operators.links import ModelVersionLink
-from airflow_mlops.refs import ModelRef
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -49,6 +48,6 @@ class TrainModelOperator(MlopsBaseOperator):
             tuning=self.tuning or None,
             lineage={"dag_id": info.dag_id, "run_id": info.run_id, "task_id": info.task_id, "actor": info.actor},
         )
-        self.model_ref = ModelRef.from_dict(outcome["model"])
-        self.log.info("registered %s version %s", self.model_ref.name, self.model_ref.version)
+        ModelVersionLink.persist(context, outcome["model"])
+        self.log.info("registered %s version %s", outcome["model"]["name"], outcome["model"]["version"])
         return outcome

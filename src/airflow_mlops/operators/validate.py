@@ -50,6 +50,5 @@ class ValidateDataOperator(MlopsBaseOperator):
             report_path=f"{self.run_prefix(context)}/validation.html",
             max_rows=self.max_rows,
         )
-        self.report_uri = result.report.uri if result.report else None
         self.apply_gate(result, context)
         return dataset_ref(uri, self.store).to_dict()

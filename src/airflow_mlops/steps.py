@@ -420,6 +420,8 @@ def check_pipeline_drift(
     return {
         "drifted": not gate.passed,
         "drifted_columns": result.drifted_columns,
+        "reference": store.uri(reference),
+        "current": store.uri(current_uri),
         "model": model_ref.to_dict() if model_ref else None,
         "gate": gate,
         "run_id": run_id,

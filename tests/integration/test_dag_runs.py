@@ -211,3 +211,64 @@ def test_drift_on_shifted_data_starts_a_retraining(airflow_db, configs, example_
 
     quiet_run, states = run_dag(f"{PIPELINE}__drift", {"current": f"data/{PIPELINE}/current/"})
     assert states["drifted"] == "success" and states["start_retraining"] == "skipped", states
+
+
+LINEAGE_RUN = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1])
+for dag_id in sys.argv[2:]:
+    run = bag.dags[dag_id].test()
+    assert run.state == "success", (dag_id, run.state)
+"""
+
+
+def test_openlineage_sees_data_model_and_predictions(airflow_db, configs, example_data, tmp_path):
+    """The openlineage provider, with its file transport, on real `dag.test()` runs (own process, so the
+    provider reads this transport from the start)."""
+    import os
+
+    events_file = tmp_path / "lineage.jsonl"
+    env = {**os.environ, "AIRFLOW__OPENLINEAGE__NAMESPACE": "mlops-test",
+           "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events_file), "append": True})}
+    done = subprocess.run([sys.executable, "-c", LINEAGE_RUN, str(DAGS), f"{PIPELINE}__retrain", f"{PIPELINE}__batch_inference"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    # Task events only (a DAG run's own events are named by the DAG id alone).
+    complete = {e["job"]["name"].split(".", 1)[1]: e for e in events
+                if e["eventType"] == "COMPLETE" and e["job"]["name"].startswith(f"{PIPELINE}__") and "." in e["job"]["name"]}
+
+    def names(event, side):
+        return {(d["namespace"], d["name"]) for d in event[side]}
+
+    home = str(example_data)
+    version = registry().get_version(PIPELINE, 1)
+    model = ("file", version.artifact_uri.removeprefix("file://"))
+    train = complete["train"]
+    assert ("file", f"{home}/data/{PIPELINE}/train.parquet") in names(train, "inputs")
+    assert model in names(train, "outputs")
+    facet = train["run"]["facets"]["mlops_modelVersion"]
+    assert (facet["name"], facet["version"], facet["artifactSha256"]) == (PIPELINE, 1, version.artifact_sha256)
+    assert facet["_schemaURL"].startswith("urn:airflow-mlops:openlineage:facets:")
+    assert "validation_roc_auc" in train["run"]["facets"]["mlops_metrics"]["metrics"]
+
+    assert complete["validate"]["run"]["facets"]["mlops_gate"]["passed"] is True
+    evaluate = complete["evaluate"]
+    assert model in names(evaluate, "inputs")
+    assert any(n.endswith("test_predictions.parquet") for _, n in names(evaluate, "outputs"))
+    gate = evaluate["run"]["facets"]["mlops_gate"]
+    assert (gate["gate"], gate["passed"]) == ("evaluation", True)
+    measured = evaluate["run"]["facets"]["mlops_metrics"]
+    assert measured["split"] == "test" and measured["metrics"]["roc_auc"] == registry().evaluations(PIPELINE, 1)[-1].metrics["roc_auc"]
+    alias = complete["promote"]["run"]["facets"]["mlops_alias"]
+    assert (alias["alias"], alias["toVersion"], alias.get("fromVersion")) == ("champion", 1, None)
+
+    commit = complete["commit"]
+    assert model in names(commit, "inputs")
+    assert any(n.startswith(f"{home}/data/{PIPELINE}/score") for _, n in names(commit, "inputs"))
+    [(_, output)] = names(commit, "outputs")
+    assert output.startswith(f"{home}/predictions/{PIPELINE}/"), output
+    assert commit["run"]["facets"]["mlops_modelVersion"]["version"] == 1
+    assert all(n.endswith(".parquet") for _, n in names(complete["score"], "outputs"))

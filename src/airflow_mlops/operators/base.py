@@ -110,6 +110,28 @@ class MlopsBaseOperator(BaseOperator):
 
         return MlopsRegistryHook(self.mlops_registry_conn_id).get_conn()
 
+    def record_lineage(self, **described: Any) -> None:
+        """Remember what this task read and wrote, and what it decided, for OpenLineage
+        (`TaskLineage` fields; inputs and outputs as store paths or URIs)."""
+        from airflow_mlops.operators.lineage import TaskLineage
+
+        described["inputs"] = [self.store.uri(u) for u in described.get("inputs") or [] if u]
+        described["outputs"] = [self.store.uri(u) for u in described.get("outputs") or [] if u]
+        self._lineage = TaskLineage(**described)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The openlineage provider's hook: the datasets and ML facets this task recorded (None: nothing)."""
+        lineage = getattr(self, "_lineage", None)
+        if lineage is None:
+            return None
+        from airflow_mlops.operators.lineage import operator_lineage
+
+        return operator_lineage(lineage)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """A failed gate has lineage too: the data it checked and its verdict."""
+        return self.get_openlineage_facets_on_complete(task_instance)
+
     def run_prefix(self, context: Context) -> str:
         info = RunInfo.from_context(context)
         suffix = f"/{info.map_index}" if info.map_index >= 0 else ""

@@ -40,6 +40,8 @@ class DriftCheckOperator(MlopsBaseOperator):
             run_id=info.run_id,
         )
         gate = outcome["gate"]
+        self.record_lineage(inputs=[outcome["reference"], outcome["current"]], gate=gate.to_dict(),
+                            metrics=gate.metrics, metrics_split="drift")
         self.publish_gate(gate, context)
         if outcome["drifted"]:
             self.raise_or_alert(gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",

@@ -74,8 +74,10 @@ class ScoreChunkOperator(MlopsBaseOperator):
         from airflow_mlops.steps import score_planned_chunk
 
         # Airflow's own name for this host (core.hostname_callable), as in the task instance's record.
-        return score_planned_chunk(self.pipeline, self.store, chunk=self.chunk, validation_prefix=self.run_prefix(context),
-                                   worker=get_hostname())
+        result = score_planned_chunk(self.pipeline, self.store, chunk=self.chunk,
+                                     validation_prefix=self.run_prefix(context), worker=get_hostname())
+        self.record_lineage(outputs=[result["uri"]])
+        return result
 
 
 class CommitBatchOperator(MlopsBaseOperator):
@@ -99,5 +101,14 @@ class CommitBatchOperator(MlopsBaseOperator):
             self.store, self.registry, results=list(self.results), dag_id=info.dag_id, run_id=info.run_id
         )
         self.log.info("committed %s: %s rows", manifest["uri"], manifest["rows"])
+        self.record_committed(manifest)
         return manifest
+
+    def record_committed(self, manifest: dict[str, Any]) -> None:
+        from airflow_mlops.operators.lineage import model_facts
+
+        inputs = [f["uri"] for f in self.store.read_json(manifest["uri"])["input"]["files"]]
+        record = self.registry.get_version(manifest["name"], manifest["version"])
+        self.record_lineage(inputs=[*inputs, record.artifact_uri], outputs=[manifest["output_prefix"]],
+                            model=model_facts(record))
 

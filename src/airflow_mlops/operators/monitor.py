@@ -46,6 +46,9 @@ class MonitorPerformanceOperator(MlopsBaseOperator):
             labels_uri=_none(self.labels_uri), window=_none(self.window), run_id=info.run_id, dag_id=info.dag_id,
             report_path=f"{self.run_prefix(context)}/monitor.html",
         )
+        champion = [r for r in outcome.records if r.version == outcome.version]
+        self.record_lineage(inputs=[_none(self.labels_uri) or self.pipeline.monitoring.labels], gate=outcome.gate.to_dict(),
+                            metrics=champion[0].metrics if champion else None, metrics_split="realized")
         self.publish_gate(outcome.gate, context)
         if outcome.degraded:
             fail = self.pipeline.monitoring.on_degradation == "fail"
@@ -88,6 +91,8 @@ class EstimatePerformanceOperator(_AfterCommit):
             manifest_uri=manifest_uri, version=version, run_id=info.run_id, dag_id=info.dag_id,
         )
         self.log.info("%s", outcome.summary)
+        self.record_lineage(inputs=[self.committed.get("output_prefix")],
+                            metrics=outcome.record.metrics if outcome.record else None, metrics_split="estimated")
         return outcome.to_dict()
 
 
@@ -114,6 +119,7 @@ class PredictionDriftOperator(_AfterCommit):
         if outcome.gate is None:
             self.log.warning("%s", outcome.summary)
             return outcome.to_dict()
+        self.record_lineage(inputs=[self.committed.get("output_prefix")], gate=outcome.gate.to_dict())
         self.publish_gate(outcome.gate, context)
         if outcome.drifted:
             self.raise_or_alert(outcome.gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",

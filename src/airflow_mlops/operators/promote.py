@@ -26,6 +26,16 @@ def refused_without_retry() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
+def record_alias_move(operator: MlopsBaseOperator, outcome: dict[str, Any]) -> None:
+    """Lineage of a promotion or rollback: the model artifact, the version and the alias move."""
+    from airflow_mlops.operators.lineage import model_facts
+
+    record = operator.registry.get_version(outcome["model"]["name"], outcome["model"]["version"])
+    operator.record_lineage(inputs=[record.artifact_uri], model=model_facts(record),
+                            alias={"alias": outcome["alias"], "toVersion": int(record.version),
+                                   "fromVersion": outcome.get("previous_version")})
+
+
 class PromoteModelOperator(MlopsBaseOperator):
     """Point `promotion.alias` at the evaluated version.
 
@@ -75,6 +85,7 @@ class PromoteModelOperator(MlopsBaseOperator):
                 approval=approval_from_result(self.approved),
             )
         ModelVersionLink.persist(context, outcome["model"])
+        record_alias_move(self, outcome)
         return outcome
 
 
@@ -112,4 +123,5 @@ class RollbackModelOperator(MlopsBaseOperator):
                 run_id=info.run_id,
             )
         ModelVersionLink.persist(context, outcome["model"])
+        record_alias_move(self, outcome)
         return outcome

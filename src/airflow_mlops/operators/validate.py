@@ -41,6 +41,7 @@ class ValidateDataOperator(MlopsBaseOperator):
         if self.for_scoring:
             if not checks.before_scoring:
                 self.log.info("validation.before_scoring is false: %s is not checked", uri)
+                self.record_lineage(inputs=[uri])
                 return dataset_ref(uri, self.store).to_dict()
             checks = scoring_checks(checks, self.pipeline.data.target)
         result = validate_dataset(
@@ -50,5 +51,6 @@ class ValidateDataOperator(MlopsBaseOperator):
             report_path=f"{self.run_prefix(context)}/validation.html",
             max_rows=self.max_rows,
         )
+        self.record_lineage(inputs=[uri], gate=result.to_dict())
         self.apply_gate(result, context)
         return dataset_ref(uri, self.store).to_dict()

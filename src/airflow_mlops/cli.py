@@ -100,6 +100,7 @@ def _init(args: argparse.Namespace) -> int:
     import shlex
 
     from airflow_mlops.scaffold import SAMPLE_ROWS, init_pipeline
+    from airflow_mlops.settings import dag_id
 
     command = "airflow-mlops init " + " ".join(
         shlex.quote(a) for a in [args.name, "--data", args.data, "--target", args.target]
@@ -113,7 +114,7 @@ def _init(args: argparse.Namespace) -> int:
     print(f"wrote {path}: {plan.summary()}")
     for warning in plan.warnings:
         print(f"note: {warning}")
-    print(f"next: read the file, `airflow-mlops validate {path}`, then trigger {plan.name}__retrain in Airflow")
+    print(f"next: read the file, `airflow-mlops validate {path}`, then trigger {dag_id(plan.name, 'retrain')} in Airflow")
     return 0
 
 

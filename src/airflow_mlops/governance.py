@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from airflow_mlops.errors import ForbiddenMoveError
+from airflow_mlops.settings import dag_id
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
@@ -25,7 +26,7 @@ def check_direct_move(config: PipelineConfig | None, alias: str, *, user: str, r
     allowed = ", ".join([*(f"role {r}" for r in admins.roles), *(f"user {u}" for u in admins.users)]) or "nobody"
     raise ForbiddenMoveError(
         f"{config.pipeline} '{alias}' is protected (promotion.protected): it moves only through an approved "
-        f"promotion in {config.pipeline}__retrain, or directly by {allowed} (promotion.alias_admins); "
+        f"promotion in {dag_id(config.pipeline, 'retrain')}, or directly by {allowed} (promotion.alias_admins); "
         f"{user} has {'roles ' + ', '.join(held) if held else 'no role'}"
     )
 

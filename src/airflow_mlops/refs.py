@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 GatePolicy = Literal["fail", "skip", "warn"]
 
 
-class _Ref(BaseModel):
+class Record(BaseModel):
+    """Base of every typed value that crosses a task boundary (XCom, plan files): validated on the way
+    in, JSON on the way out, unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -33,7 +36,7 @@ class _Ref(BaseModel):
         return cls.model_validate_json(text)
 
 
-class ArtifactRef(_Ref):
+class ArtifactRef(Record):
     """One object in the artifact store, with the sha256 of its bytes."""
 
     uri: str
@@ -41,7 +44,7 @@ class ArtifactRef(_Ref):
     size: int
 
 
-class DatasetRef(_Ref):
+class DatasetRef(Record):
     """A dataset (a file or a folder of parts) and its content fingerprint."""
 
     uri: str
@@ -50,14 +53,14 @@ class DatasetRef(_Ref):
     columns: list[str]
 
 
-class ModelRef(_Ref):
+class ModelRef(Record):
     """A registered model version."""
 
     name: str
     version: int
 
 
-class GateResult(_Ref):
+class GateResult(Record):
     """The outcome of one gate: validation, evaluation or drift.
 
     `failures` holds one sentence per failed check, naming the column or metric,

@@ -16,19 +16,20 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
-from airflow_mlops.config.schema import NAME_PATTERN
+from airflow_mlops.config.schema import NAME_PATTERN, Flavor, Task
 from airflow_mlops.errors import ArtifactNotFoundError, ConfigError, DataError
+from airflow_mlops.settings import configs_folder, dag_id
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_mlops.storage import ArtifactStore
 
-TASKS = ("binary_classification", "multiclass_classification", "regression")
+TASKS = get_args(Task)
 TASK_ALIASES = {"binary": "binary_classification", "multiclass": "multiclass_classification"}
-FLAVORS = ("xgboost", "sklearn", "torch")
+FLAVORS = get_args(Flavor)
 #: Above this many rows, the profile is a seeded random sample of about this many rows.
 SAMPLE_ROWS = 100_000
 #: Below this many rows the model gets smaller trees and a higher learning rate.
@@ -522,7 +523,7 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
         "# Every value below is a suggestion: read it, change what you know better, then check the file with",
         "#   airflow-mlops validate <this file>",
         "# Field reference: docs/pipeline-file.md. In Airflow this file becomes the DAGs "
-        f"{name}__retrain, {name}__rollback,",
+        f"{dag_id(name, 'retrain')}, {dag_id(name, 'rollback')},",
         f"# {name}__batch_inference and {name}__drift.",
     ]
     if plan.command:
@@ -644,9 +645,8 @@ def score_folder(train: str) -> str:
 
 
 def default_output(name: str) -> Path:
-    """`$AIRFLOW_MLOPS_CONFIGS/NAME.yaml` when that folder is set (the templates read it), else dags/configs/NAME.yaml."""
-    folder = os.environ.get("AIRFLOW_MLOPS_CONFIGS")
-    return Path(folder or "dags/configs") / f"{name}.yaml"
+    """NAME.yaml in the folder the templates read (`$AIRFLOW_MLOPS_CONFIGS`, else the project's dags/configs)."""
+    return configs_folder("dags") / f"{name}.yaml"
 
 
 def output_path(name: str, out: str | os.PathLike[str] | None) -> Path:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops import settings
 from airflow_mlops.config import LoadedPipelines, PipelineConfig, load_pipeline_configs
 from airflow_mlops.config.schema import WINDOW_PATTERN
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIGS_ENV = "AIRFLOW_MLOPS_CONFIGS"
-ALIAS_POLL_ENV = "AIRFLOW_MLOPS_ALIAS_POLL_SECONDS"
 DEFAULT_ALIAS_POLL_SECONDS = 5.0
 CRON_PRESETS = {
     "@hourly": "0 * * * *",
@@ -34,9 +33,8 @@ CRON_PRESETS = {
 
 
 def configs_folder(dag_file: str) -> Path:
-    """`$AIRFLOW_MLOPS_CONFIGS` (an Airflow Variable works too: AIRFLOW_VAR_MLOPS_CONFIGS), else configs/ beside the template."""
-    folder = os.environ.get(CONFIGS_ENV) or os.environ.get("AIRFLOW_VAR_MLOPS_CONFIGS")
-    return Path(folder) if folder else Path(dag_file).resolve().parent / "configs"
+    """The pipeline files of a template: the shared rule, with configs/ beside the template as the default."""
+    return settings.configs_folder(Path(dag_file).resolve().parent)
 
 
 def load_pipelines(dag_file: str) -> LoadedPipelines:
@@ -52,7 +50,7 @@ def pipelines(dag_file: str) -> list[PipelineConfig]:
 
 
 def dag_id(config: PipelineConfig, kind: str) -> str:
-    return f"{config.pipeline}__{kind}"
+    return settings.dag_id(config.pipeline, kind)
 
 
 def _absolute_uri(path: str) -> str:
@@ -82,7 +80,7 @@ def _alias_watcher(config: PipelineConfig, asset_name: str, aliases: list[str] |
 
     trigger = AliasMovedTrigger(
         model=config.pipeline, stream=asset_name, aliases=aliases,
-        poll_interval=float(os.environ.get(ALIAS_POLL_ENV) or DEFAULT_ALIAS_POLL_SECONDS),
+        poll_interval=float(os.environ.get(settings.ALIAS_POLL_ENV) or DEFAULT_ALIAS_POLL_SECONDS),
     )
     return AssetWatcher(name=f"{asset_name}.history", trigger=trigger)
 

@@ -23,7 +23,7 @@ import pytest
 
 from airflow_mlops.config import parse_pipeline_config
 from airflow_mlops.errors import UnsafePathError
-from airflow_mlops.inference import commit_batch, plan_batch, read_output, run_batch, score_chunk
+from airflow_mlops.inference import commit_batch, plan_batch, read_output, score_chunk
 from airflow_mlops.registry import ModelRegistry
 from airflow_mlops.storage import LocalArtifactStore, S3ArtifactStore
 from airflow_mlops.training import train_model
@@ -38,6 +38,12 @@ def config(**inference: object):
         "model": {"flavor": "xgboost", "task": "binary_classification", "params": {"n_estimators": 5, "max_depth": 2}},
         "inference": {"input": "incoming/", "output": "scores/", "chunk_rows": 300, **inference},
     })
+
+
+def run_batch(cfg, registry, store, *, run_id: str, **plan_options: object):
+    """Plan, score every chunk and commit in this process, as the batch-inference DAG does across tasks."""
+    plan = plan_batch(cfg, registry, store, run_id=run_id, **plan_options)
+    return commit_batch(plan, [score_chunk(plan, chunk.index, store) for chunk in plan.chunks], store)
 
 
 def frame(rows: int, seed: int = 0) -> pd.DataFrame:

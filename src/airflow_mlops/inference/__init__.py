@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BatchPlan", "ChunkResult", "commit_batch", "cut_chunks", "plan_batch", "read_output", "run_batch", "score_chunk"]
+__all__ = ["BatchPlan", "ChunkResult", "commit_batch", "cut_chunks", "plan_batch", "read_output", "score_chunk"]
 
 
 def __getattr__(name: str) -> Any:
@@ -12,7 +12,7 @@ def __getattr__(name: str) -> Any:
         from airflow_mlops.inference import plan
 
         return getattr(plan, name)
-    if name in {"ChunkResult", "commit_batch", "read_output", "run_batch", "score_chunk"}:
+    if name in {"ChunkResult", "commit_batch", "read_output", "score_chunk"}:
         from airflow_mlops.inference import score
 
         return getattr(score, name)

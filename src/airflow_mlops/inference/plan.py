@@ -8,9 +8,10 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from airflow_mlops.errors import ConfigError, DataError, UnsafePathError
+from airflow_mlops.refs import Record
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
@@ -23,31 +24,20 @@ OUTPUT_COLUMNS = ("prediction", "model_name", "model_version", "run_id")  # besi
 PART_NAME = re.compile(r"part-\d{5,}\.parquet")  # what `BatchPlan.part_uri` names
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # returns cls
-        return cls.model_validate(data)
-
-
-class ChunkPart(_Record):
+class ChunkPart(Record):
     uri: str
     version: str | None = Field(None, description="the file's version at planning; scoring refuses any other")
     row_groups: list[int] | None = Field(None, description="parquet row groups; None = the whole file (csv)")
     rows: int
 
 
-class Chunk(_Record):
+class Chunk(Record):
     index: int
     rows: int
     parts: list[ChunkPart]
 
 
-class BatchPlan(_Record):
+class BatchPlan(Record):
     """Everything a worker needs to score one chunk, decided once per run."""
 
     pipeline: str

@@ -12,8 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_mlops.errors import DataError
-from airflow_mlops.inference.plan import BatchPlan, _Record, check_output_prefix
-from airflow_mlops.refs import ArtifactRef
+from airflow_mlops.inference.plan import BatchPlan, check_output_prefix
+from airflow_mlops.refs import ArtifactRef, Record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +35,7 @@ _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-class ChunkResult(_Record):
+class ChunkResult(Record):
     index: int
     uri: str
     rows: int
@@ -435,11 +435,3 @@ def read_output(prefix: str, store: ArtifactStore) -> pd.DataFrame:
         frames.append(read_table(part["uri"], store))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-
-def run_batch(config: Any, registry: Any, store: ArtifactStore, *, run_id: str, **plan_options: Any) -> ArtifactRef:
-    """Plan, score every chunk and commit, in this process (the demo and the benchmark use it)."""
-    from airflow_mlops.inference.plan import plan_batch
-
-    plan = plan_batch(config, registry, store, run_id=run_id, **plan_options)
-    results = [score_chunk(plan, chunk.index, store) for chunk in plan.chunks]
-    return commit_batch(plan, results, store)

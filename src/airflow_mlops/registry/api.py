@@ -51,6 +51,7 @@ from airflow_mlops.registry.records import (
     RegisteredModel,
     ScoringRun,
 )
+from airflow_mlops.settings import CODE_VERSION_ENV
 
 UNCHECKED: Any = object()
 """`set_alias(expected_version=UNCHECKED)`: move the alias whatever it points at now."""
@@ -1103,7 +1104,7 @@ def _performance(name: str, row: PerformanceRow) -> PerformanceRecord:
 
 def _git_sha() -> str | None:
     """The code version: $AIRFLOW_MLOPS_CODE_VERSION, else the git SHA of the working directory."""
-    explicit = os.environ.get("AIRFLOW_MLOPS_CODE_VERSION")
+    explicit = os.environ.get(CODE_VERSION_ENV)
     return explicit or _git_head(os.getcwd())
 
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from airflow_mlops.errors import IntegrityError, UnknownSchemeError
 from airflow_mlops.refs import ArtifactRef
+from airflow_mlops.settings import HOME_ENV
 
 CHUNK = 1024 * 1024
 TEMP_MARKER = ".tmp-"
@@ -36,7 +37,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def artifact_root() -> str:
     """`AIRFLOW_MLOPS_HOME`, else `$AIRFLOW_HOME/mlops`, else `~/.airflow_mlops` (absolute, or s3://)."""
-    root = os.environ.get("AIRFLOW_MLOPS_HOME")
+    root = os.environ.get(HOME_ENV)
     if not root:
         airflow_home = os.environ.get("AIRFLOW_HOME")
         root = str(Path(airflow_home) / "mlops") if airflow_home else str(Path.home() / ".airflow_mlops")

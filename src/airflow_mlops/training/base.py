@@ -144,10 +144,6 @@ class LoadedModel:
     def feature_names(self) -> list[str]:
         return list(self.spec.features)
 
-    @property
-    def feature_dtypes(self) -> dict[str, str]:
-        return dict(self.spec.dtypes)
-
     def check_features(self, columns: dict[str, str]) -> None:
         self.spec.check_columns(columns)
 

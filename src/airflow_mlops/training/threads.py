@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from airflow_mlops.errors import ConfigError
+from airflow_mlops.settings import THREADS_ENV
 
-THREADS_ENV = "AIRFLOW_MLOPS_THREADS"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 

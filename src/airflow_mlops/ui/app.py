@@ -9,7 +9,6 @@ request, so loading the plugin in other Airflow components costs nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose types are local names.
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +40,9 @@ def _pipelines() -> dict[str, Any]:
     from airflow.configuration import conf
 
     from airflow_mlops.config import load_pipeline_configs
-    from airflow_mlops.templates import CONFIGS_ENV
+    from airflow_mlops.settings import configs_folder
 
-    folder = os.environ.get(CONFIGS_ENV) or os.environ.get("AIRFLOW_VAR_MLOPS_CONFIGS")
-    path = Path(folder) if folder else Path(conf.get("core", "dags_folder")) / "configs"
+    path = configs_folder(conf.get("core", "dags_folder"))
     if not path.is_dir():
         return {}
     loaded = load_pipeline_configs(path, strict=False)

@@ -18,6 +18,7 @@ from airflow_mlops.errors import ArtifactNotFoundError, NotFoundError, RegistryE
 from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
 from airflow_mlops.governance import check_direct_move
 from airflow_mlops.inference.plan import MANIFEST_NAME
+from airflow_mlops.settings import dag_id
 from airflow_mlops.ui.charts import (
     ReferenceLine,
     TimePoint,
@@ -77,7 +78,7 @@ class RegistryViews:
             return ModelSettings(
                 primary_metric=config.evaluation.primary_metric or DEFAULT_PRIMARY_METRIC[config.model.task],
                 alias=config.promotion.alias,
-                retrain_dag_id=f"{config.pipeline}__retrain",
+                retrain_dag_id=dag_id(config.pipeline, "retrain"),
             )
         return ModelSettings(primary_metric=DEFAULT_PRIMARY_METRIC.get(task or "", "accuracy"))
 

@@ -19,7 +19,7 @@ class Record(BaseModel):
     """Base of every typed value that crosses a task boundary (XCom, plan files): validated on the way
     in, JSON on the way out, unknown fields refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -36,7 +36,13 @@ class Record(BaseModel):
         return cls.model_validate_json(text)
 
 
-class ArtifactRef(Record):
+class Ref(Record):
+    """A Record that never changes once made: what a task hands to the next."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ArtifactRef(Ref):
     """One object in the artifact store, with the sha256 of its bytes."""
 
     uri: str
@@ -44,7 +50,7 @@ class ArtifactRef(Record):
     size: int
 
 
-class DatasetRef(Record):
+class DatasetRef(Ref):
     """A dataset (a file or a folder of parts) and its content fingerprint."""
 
     uri: str
@@ -53,14 +59,14 @@ class DatasetRef(Record):
     columns: list[str]
 
 
-class ModelRef(Record):
+class ModelRef(Ref):
     """A registered model version."""
 
     name: str
     version: int
 
 
-class GateResult(Record):
+class GateResult(Ref):
     """The outcome of one gate: validation, evaluation or drift.
 
     `failures` holds one sentence per failed check, naming the column or metric,

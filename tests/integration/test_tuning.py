@@ -336,7 +336,8 @@ def test_the_retrain_dag_tunes_in_mapped_batches_when_a_run_turns_tuning_on(tune
     assert {k: tuned.params[k] for k in ("max_depth", "learning_rate")} == lineage["best_params"]
 
     plain_run, states = run({})
-    assert plain_run.state == "success", states
+    # Not the run's state: the gate compares this version with the tuned champion, and which of the two
+    # scores better on the test split is the data's business, not the tuning switch's.
     assert states["tune.plan"] == ["skipped"] and states["train"] == ["success"], states
     plain = registry.find_version_by_run("breast_cancer", dag.dag_id, plain_run.run_id, "train")
     assert "tuning" not in plain.tags and plain.params["max_depth"] == 4, "the pipeline file's params"

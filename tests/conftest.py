@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["airflow_mlops.testing.s3", "airflow_mlops.testing.postgres", "airflow_mlops.testing.redis"]
+# The S3 and PostgreSQL fixtures come from the package's pytest plugin (entry point `airflow_mlops`);
+# the Redis one from tests/e2e/conftest.py.
 
 # Tests never read a user's config, credentials or endpoints.
 for _name in list(os.environ):

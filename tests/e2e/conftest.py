@@ -1,6 +1,6 @@
-"""A throwaway Redis on 127.0.0.1 (Debian's `redis-server`), e.g. as the Celery broker of a test.
+"""End-to-end fixtures: a throwaway Redis on 127.0.0.1 (Debian's `redis-server`) as the Celery broker.
 
-Pytest fixture: `redis_url` (session). Importing this module starts nothing.
+Only the distributed test needs it, so it lives with the tests rather than in the package.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from contextlib import contextmanager
 import pytest
 
 from airflow_mlops.testing.postgres import free_port
-
 
 @contextmanager
 def running_redis(timeout: float = 30) -> Iterator[str]:

@@ -17,6 +17,7 @@ import pytest
 
 from airflow_mlops.testing.postgres import free_port
 
+
 @contextmanager
 def running_redis(timeout: float = 30) -> Iterator[str]:
     """Start redis-server on a free local port without persistence; yields `redis://127.0.0.1:<port>/0`."""

@@ -43,6 +43,37 @@ def _load_version(registry: ModelRegistry, store: ArtifactStore, name: str, vers
 # ------------------------------------------------------------------------ training
 
 
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """The checked dataset, and the gate (None when scoring data is not checked: validation.before_scoring)."""
+
+    dataset: DatasetRef
+    gate: GateResult | None
+
+
+def validate_data(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    *,
+    data_uri: str,
+    report_path: str,
+    for_scoring: bool = False,
+    max_rows: int | None = None,
+) -> ValidationOutcome:
+    """Run the pipeline's expectations on `data_uri`; for scoring data, without the target's checks."""
+    from airflow_mlops.data import dataset_ref
+    from airflow_mlops.validation import scoring_checks, validate_dataset
+
+    checks = config.validation
+    if for_scoring:
+        if not checks.before_scoring:
+            log.info("validation.before_scoring is false: %s is not checked", data_uri)
+            return ValidationOutcome(dataset=dataset_ref(data_uri, store), gate=None)
+        checks = scoring_checks(checks, config.data.target)
+    gate = validate_dataset(data_uri, checks, store, report_path=report_path, max_rows=max_rows)
+    return ValidationOutcome(dataset=dataset_ref(data_uri, store), gate=gate)
+
+
 def checked_location(value: str, field: str) -> str:
     """A location given at trigger time meets the pipeline file's rules (no climbing out of the root)."""
     from airflow_mlops.config.schema import check_location

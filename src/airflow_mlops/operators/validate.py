@@ -33,24 +33,14 @@ class ValidateDataOperator(MlopsBaseOperator):
         self.for_scoring = for_scoring
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.data import dataset_ref
-        from airflow_mlops.validation import scoring_checks, validate_dataset
+        from airflow_mlops.steps import validate_data
 
         uri = self.data_uri or self.pipeline.data.train
-        checks = self.pipeline.validation
-        if self.for_scoring:
-            if not checks.before_scoring:
-                self.log.info("validation.before_scoring is false: %s is not checked", uri)
-                self.record_lineage(inputs=[uri])
-                return dataset_ref(uri, self.store).to_dict()
-            checks = scoring_checks(checks, self.pipeline.data.target)
-        result = validate_dataset(
-            uri,
-            checks,
-            self.store,
-            report_path=f"{self.run_prefix(context)}/validation.html",
-            max_rows=self.max_rows,
-        )
-        self.record_lineage(inputs=[uri], gate=result.to_dict())
-        self.apply_gate(result, context)
-        return dataset_ref(uri, self.store).to_dict()
+        outcome = validate_data(self.pipeline, self.store, data_uri=uri, for_scoring=self.for_scoring,
+                                report_path=f"{self.run_prefix(context)}/validation.html", max_rows=self.max_rows)
+        if outcome.gate is None:
+            self.record_lineage(inputs=[uri])
+        else:
+            self.record_lineage(inputs=[uri], gate=outcome.gate.to_dict())
+            self.apply_gate(outcome.gate, context)
+        return outcome.dataset.to_dict()

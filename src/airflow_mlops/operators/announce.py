@@ -18,6 +18,9 @@ class AnnounceAliasMovesOperator(MlopsBaseOperator):
     move of the alias history (from the AssetWatcher), and several moves that arrive before the
     run starts are announced one by one, oldest first. A move handed on again (a triggerer restarted
     before Airflow confirmed it) is announced once: the last announced move is kept in the registry.
+
+    .. seealso::
+        docs/governance.md and docs/operators.md
     """
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -28,6 +28,9 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
 
     :param approval: `none` or `required` (templated; the retrain DAG passes the Trigger form's value).
     :param evaluated: the evaluate task's result (templated): the version waiting for approval.
+
+    .. seealso::
+        docs/governance.md and docs/operators.md
     """
 
     template_fields = (*ApprovalOperator.template_fields, "approval", "evaluated")

@@ -18,6 +18,9 @@ class DriftCheckOperator(MlopsBaseOperator):
     the task succeeds and returns `{"drifted": true, ...}` for the DAG to act on.
 
     :param current_uri: recent data (templated); default `drift.current`.
+
+    .. seealso::
+        docs/validation-and-drift.md and docs/operators.md
     """
 
     template_fields = ("current_uri",)

@@ -17,6 +17,9 @@ class EvaluateModelOperator(MlopsBaseOperator):
     :param trained: the train task's result (templated; pass `train.output`).
     Returns `{"model", "champion_version", "gate"}`; the champion version seen here
     is what promotion later compares-and-sets against.
+
+    .. seealso::
+        docs/training-and-evaluation.md and docs/operators.md
     """
 
     template_fields = ("trained",)

@@ -15,6 +15,9 @@ class PinModelOperator(MlopsBaseOperator):
 
     :param alias: templated; default `inference.alias`.
     :param version: templated; when set, wins over the alias.
+
+    .. seealso::
+        docs/batch-inference.md and docs/operators.md
     """
 
     template_fields = ("alias", "version")
@@ -35,6 +38,9 @@ class PlanBatchOperator(MlopsBaseOperator):
     """Cut the input into at most 1024 chunks for the pinned version.
 
     Returns one small descriptor per chunk, which `ScoreChunkOperator` maps over.
+
+    .. seealso::
+        docs/batch-inference.md and docs/operators.md
     """
 
     template_fields = ("pinned", "input_uri")
@@ -60,7 +66,11 @@ class PlanBatchOperator(MlopsBaseOperator):
 
 
 class ScoreChunkOperator(MlopsBaseOperator):
-    """Score one chunk of the plan (mapped with `.expand(chunk=plan.output)`)."""
+    """Score one chunk of the plan (mapped with `.expand(chunk=plan.output)`).
+
+    .. seealso::
+        docs/batch-inference.md and docs/operators.md
+    """
 
     template_fields = ("chunk",)
 
@@ -85,6 +95,9 @@ class CommitBatchOperator(MlopsBaseOperator):
     scoring run in the registry (the monitor joins labels against it).
 
     Returns `{"uri": manifest, "sha256", "rows", "name", "version", "run_id", "output_prefix"}`.
+
+    .. seealso::
+        docs/batch-inference.md and docs/operators.md
     """
 
     template_fields = ("results",)

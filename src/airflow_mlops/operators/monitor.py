@@ -27,6 +27,9 @@ class MonitorPerformanceOperator(MlopsBaseOperator):
 
     :param labels_uri: where the labels are (templated); default `monitoring.labels`.
     :param window: how far back scoring runs count, e.g. '7d' (templated); default `monitoring.window`.
+
+    .. seealso::
+        docs/monitoring.md and docs/operators.md
     """
 
     template_fields = ("labels_uri", "window")
@@ -77,6 +80,9 @@ class EstimatePerformanceOperator(_AfterCommit):
 
     :param committed: the commit task's result (templated; pass `commit.output`).
     A version evaluated before test predictions were stored is skipped with a note, not failed.
+
+    .. seealso::
+        docs/monitoring.md and docs/operators.md
     """
 
     operator_extra_links = ()
@@ -104,6 +110,9 @@ class PredictionDriftOperator(_AfterCommit):
     (the output stays committed). Retraining on input drift is the drift DAG's job.
 
     :param committed: the commit task's result (templated; pass `commit.output`).
+
+    .. seealso::
+        docs/monitoring.md and docs/operators.md
     """
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class PromoteModelOperator(MlopsBaseOperator):
         with their comment, goes on the history row of the move.
     :param dry_run: train and evaluate only; skip the promotion (templated).
     :param reason: recorded in the alias history (templated).
+
+    .. seealso::
+        docs/registry.md and docs/operators.md
     """
 
     template_fields = ("evaluated", "approved", "dry_run", "reason")
@@ -94,6 +97,9 @@ class RollbackModelOperator(MlopsBaseOperator):
 
     :param reason: required; recorded in the alias history (templated).
     :param alias: default `promotion.alias` (templated).
+
+    .. seealso::
+        docs/governance.md and docs/operators.md
     """
 
     template_fields = ("reason", "alias")

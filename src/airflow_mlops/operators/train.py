@@ -20,6 +20,9 @@ class TrainModelOperator(MlopsBaseOperator):
         study's best params, recorded in the version's `tuning` tag. None (tuning off or skipped): no study.
     A retry of the same run and task returns the version it already registered
     instead of training a duplicate. Returns `{"model": ModelRef, "datasets": {...}}`.
+
+    .. seealso::
+        docs/training-and-evaluation.md and docs/operators.md
     """
 
     template_fields = ("data_uri", "params_override", "tuning")

@@ -19,6 +19,9 @@ class PlanTuningOperator(MlopsBaseOperator):
     :param params_override: templated; merged over `model.params` in every trial.
     Returns one batch per mapped `TuneTrialsOperator`; pushes `{"study", "datasets"}` under the key `study`
     for the train task.
+
+    .. seealso::
+        docs/tuning.md and docs/operators.md
     """
 
     template_fields = ("enabled", "n_trials", "data_uri", "params_override")
@@ -56,6 +59,9 @@ class TuneTrialsOperator(MlopsBaseOperator):
     """Run one batch of the study's trials (mapped with `.expand(batch=plan.output)`).
 
     A retry reuses the batch's finished trials and resumes the one left running; it adds none.
+
+    .. seealso::
+        docs/tuning.md and docs/operators.md
     """
 
     template_fields = ("batch",)

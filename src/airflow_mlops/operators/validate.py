@@ -19,6 +19,9 @@ class ValidateDataOperator(MlopsBaseOperator):
     :param for_scoring: the data has no target: skip target and row-count checks, and
         skip everything when `validation.before_scoring` is false.
     Returns the `DatasetRef` of the checked data; the `GateResult` goes to XCom key `gate`.
+
+    .. seealso::
+        docs/validation-and-drift.md and docs/operators.md
     """
 
     template_fields = ("data_uri",)

@@ -150,7 +150,7 @@ def test_init_proposes_ids_for_monitoring_or_says_none_exist(iris_csv, tmp_path)
 def test_task_is_inferred_from_the_target_and_task_overrides_it(tmp_path):
     import pandas as pd
 
-    from airflow_mlops.scaffold import infer_task
+    from airflow_mlops.cli.scaffold import infer_task
 
     assert infer_task(pd.Series(["yes", "no", "yes"], name="t"))[0] == "binary_classification"
     assert infer_task(pd.Series([0.0, 1.0, None, 1.0], name="t"))[0] == "binary_classification"
@@ -242,8 +242,8 @@ def test_an_all_null_target_is_refused(tmp_path, capsys):
 
 
 def test_a_bad_task_on_the_command_line_is_an_error_exit():
+    from airflow_mlops.cli.scaffold import normalize_task
     from airflow_mlops.errors import ConfigError
-    from airflow_mlops.scaffold import normalize_task
 
     with pytest.raises(ConfigError, match="expected one of"):
         normalize_task("clustering")

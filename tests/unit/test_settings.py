@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import get_args
 
-from airflow_mlops import scaffold, settings, templates
+from airflow_mlops import settings, templates
+from airflow_mlops.cli import scaffold
 from airflow_mlops.config.schema import Flavor, Task
 from airflow_mlops.training import base
 

@@ -75,7 +75,7 @@ def _warnings(config: PipelineConfig) -> list[str]:
 
 
 def _init_commands(subparsers: argparse._SubParsersAction) -> None:
-    from airflow_mlops.scaffold import FLAVORS
+    from airflow_mlops.cli.scaffold import FLAVORS
 
     init = subparsers.add_parser(
         "init", help="write a pipeline file for a dataset: task, features, expectations and model inferred",
@@ -99,7 +99,7 @@ def _init_commands(subparsers: argparse._SubParsersAction) -> None:
 def _init(args: argparse.Namespace) -> int:
     import shlex
 
-    from airflow_mlops.scaffold import SAMPLE_ROWS, init_pipeline
+    from airflow_mlops.cli.scaffold import SAMPLE_ROWS, init_pipeline
     from airflow_mlops.settings import dag_id
 
     command = "airflow-mlops init " + " ".join(
@@ -137,8 +137,8 @@ def _materialise(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from airflow_mlops.registry.cli import add_db_commands, add_registry_commands
-    from airflow_mlops.validation.cli import add_validation_commands
+    from airflow_mlops.cli.registry import add_db_commands, add_registry_commands
+    from airflow_mlops.cli.validate import add_validation_commands
 
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +164,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -149,3 +149,13 @@ def test_metrics_match_sklearn_and_know_their_direction():
     single_class = compute_metrics("binary_classification", ["roc_auc"], np.array([1, 1]), np.array([1, 1]),
                                    np.array([[0.1, 0.9], [0.2, 0.8]]), [0, 1])
     assert single_class["roc_auc"] is None, "undefined on one class: None, never NaN in JSON"
+
+
+def test_a_custom_metric_that_does_not_import_is_a_config_error_naming_the_field():
+    from types import SimpleNamespace
+
+    from airflow_mlops.errors import ConfigError
+
+    custom = {"profit": SimpleNamespace(path="no_such_package.profit", needs_proba=False)}
+    with pytest.raises(ConfigError, match=r"evaluation.custom_metrics.profit 'no_such_package.profit' does not import"):
+        compute_metrics("regression", ["profit"], [1.0, 2.0], [1.0, 2.0], None, None, custom)

@@ -57,7 +57,7 @@ def compute_metrics(
     y_pred = np.asarray(y_pred)
     for name in names:
         if custom and name in custom:
-            from airflow_mlops.training.base import import_object
+            from airflow_mlops.dotted import import_object
 
             function = import_object(custom[name].path, f"evaluation.custom_metrics.{name}")
             results[name] = _finite(function(y_true, y_proba if custom[name].needs_proba else y_pred))

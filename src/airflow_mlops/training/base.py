@@ -15,6 +15,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_mlops import dotted
 from airflow_mlops.data.checks import require_finite_features, require_labelled_rows
 from airflow_mlops.errors import DataError, TrainingError
 from airflow_mlops.refs import ArtifactRef
@@ -94,16 +95,8 @@ def trainer_class(flavor: str) -> type:
 
 
 def import_object(path: str, what: str) -> Any:
-    """Import `package.module.Name`, with an error naming the path when it does not import."""
-    module_name, _, attribute = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TrainingError(f"{what} {path!r} does not import: {exc}") from None
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise TrainingError(f"{what} {path!r} does not import: {module_name} has no {attribute!r}") from None
+    """Import `package.module.Name` named in the pipeline file; a TrainingError names it when it does not."""
+    return dotted.import_object(path, what, TrainingError)
 
 
 @dataclass

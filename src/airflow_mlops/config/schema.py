@@ -35,18 +35,24 @@ Policy = Literal["fail", "skip", "warn"]
 Flavor = Literal["sklearn", "xgboost", "torch"]
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 
-CLASSIFICATION_METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "accuracy",
-    "balanced_accuracy",
-    "f1",
-    "precision",
-    "recall",
-    "brier",
-)
-REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
+# The one table of built-in metrics: name -> (the tasks it applies to, higher is better, needs probabilities).
+METRICS: dict[str, tuple[str, bool, bool]] = {
+    "roc_auc": ("classification", True, True),
+    "pr_auc": ("classification", True, True),
+    "log_loss": ("classification", False, True),
+    "accuracy": ("classification", True, False),
+    "balanced_accuracy": ("classification", True, False),
+    "f1": ("classification", True, False),
+    "precision": ("classification", True, False),
+    "recall": ("classification", True, False),
+    "brier": ("classification", False, True),
+    "rmse": ("regression", False, False),
+    "mae": ("regression", False, False),
+    "r2": ("regression", True, False),
+    "mape": ("regression", False, False),
+}
+CLASSIFICATION_METRICS = tuple(name for name, (kind, _, _) in METRICS.items() if kind == "classification")
+REGRESSION_METRICS = tuple(name for name, (kind, _, _) in METRICS.items() if kind == "regression")
 DEFAULT_METRICS: dict[str, list[str]] = {
     "binary_classification": ["roc_auc", "accuracy", "f1", "log_loss"],
     "multiclass_classification": ["accuracy", "balanced_accuracy", "f1", "log_loss"],

@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.config.schema import METRICS
 from airflow_mlops.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
 
-GREATER_IS_BETTER = {
-    "roc_auc": True, "pr_auc": True, "log_loss": False, "accuracy": True, "balanced_accuracy": True,
-    "f1": True, "precision": True, "recall": True, "brier": False,
-    "rmse": False, "mae": False, "r2": True, "mape": False,
-}
-NEEDS_PROBA = {"roc_auc", "pr_auc", "log_loss", "brier"}
+GREATER_IS_BETTER = {name: higher for name, (_, higher, _) in METRICS.items()}
+NEEDS_PROBA = {name for name, (_, _, proba) in METRICS.items() if proba}
 
 
 def greater_is_better(metric: str, custom: dict[str, Any] | None = None) -> bool:

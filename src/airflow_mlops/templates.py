@@ -112,16 +112,28 @@ def labels_asset(config: PipelineConfig) -> Asset | None:
     return Asset(name=f"{config.pipeline}.labels", uri=_absolute_uri(config.monitoring.labels))
 
 
-def _schedule(cron: str | None, asset: Asset | None) -> Any:
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+def _cron_timetable(cron: str) -> Any:
+    """A cron schedule whose first run is the next cron time after the DAG is first unpaused.
 
+    With a start date in the past and `catchup=False`, Airflow runs the most recent past cron time the
+    moment a DAG is unpaused: a retraining (and promotion) nobody asked for. The templates give no start
+    date, and `run_immediately=timedelta(0)` makes the first automated run wait for the next cron time.
+    """
+    from airflow.sdk import CronTriggerTimetable
+
+    return CronTriggerTimetable(CRON_PRESETS.get(cron, cron), timezone="UTC", run_immediately=timedelta(0))
+
+
+def _schedule(cron: str | None, asset: Asset | None) -> Any:
+    from airflow.sdk import AssetOrTimeSchedule
+
+    if cron in ("@once", "@continuous"):
+        return [asset] if asset is not None else cron
     if asset is None:
-        return cron
-    if cron is None or cron in ("@once", "@continuous"):
+        return _cron_timetable(cron) if cron else None
+    if cron is None:
         return [asset]
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(CRON_PRESETS.get(cron, cron), timezone="UTC"), assets=asset
-    )
+    return AssetOrTimeSchedule(timetable=_cron_timetable(cron), assets=asset)
 
 
 def retraining_schedule(config: PipelineConfig) -> Any:
@@ -138,7 +150,7 @@ def inference_schedule(config: PipelineConfig) -> Any:
 
 def drift_schedule(config: PipelineConfig) -> Any:
     """Without `drift.current` there is nothing to check unattended: the DAG runs only when triggered with data."""
-    return config.drift.schedule if config.drift.current else None
+    return _schedule(config.drift.schedule, None) if config.drift.current else None
 
 
 def monitoring_schedule(config: PipelineConfig) -> Any:
@@ -218,15 +230,12 @@ def rollback_params(config: PipelineConfig) -> dict[str, Param]:
 
 def dag_kwargs(config: PipelineConfig, kind: str, doc: str) -> dict[str, Any]:
     """DAG arguments every template uses."""
-    import pendulum
-
     from airflow_mlops.operators.alerts import FailureAlert
 
     return {
         "dag_id": dag_id(config, kind),
         "description": f"{doc}: {config.description}".rstrip(": "),
-        "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
-        "catchup": False,
+        "catchup": False,  # and no start date: see _cron_timetable
         "max_active_runs": 1,
         "render_template_as_native_obj": True,
         "tags": ["mlops", config.pipeline, kind, *config.tags],

@@ -174,3 +174,26 @@ def test_the_monitor_without_labels_is_unscheduled_and_its_form_validates(config
     assert minimal.params.get_param("window").resolve("36h") == "36h"
     scheduled = bag.dags["breast_cancer__monitor"]
     assert type(scheduled.timetable).__name__ == "AssetOrTimeSchedule"
+
+
+def test_unpausing_a_scheduled_dag_waits_for_the_next_scheduled_time(configs, monkeypatch):
+    """No surprise retraining: a scheduled DAG's first automated run is the next cron time after it is
+    unpaused, never the most recent past one (Airflow's catchup=False with a past start date)."""
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIGS", str(configs))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    checked = []
+    for dag_id, dag in bag.dags.items():
+        timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+        now = pendulum.now("UTC")
+        first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=TimeRestriction(
+            earliest=dag.start_date, latest=None, catchup=dag.catchup))
+        if first is not None:
+            assert first.run_after > now, f"{dag_id} would run for {first.run_after} as soon as it is unpaused"
+            checked.append(dag_id)
+    assert any(d.endswith("__retrain") for d in checked) and any(d.endswith("__drift") for d in checked), checked

@@ -101,3 +101,4 @@ def test_test_connection_names_an_unreachable_server(monkeypatch):
 def test_test_connection_without_a_connection_says_the_embedded_registry_is_used():
     ok, message = MlopsRegistryHook().test_connection()
     assert not ok and "embedded SQLite registry" in message
+

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from airflow_mlops.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
+MAX_FAILURES_IN_ERROR = 5  # failed checks named in a gate's exception; the log and the report have all
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,13 @@ class MlopsBaseOperator(BaseOperator):
         from airflow_mlops.operators.alerts import notify
 
         notify(self.pipeline, "gate_failed", message + "\n" + "\n".join(result.failures), context)
+        # The exception is what the UI shows first: it names what failed, not only how many.
+        shown = result.failures[:MAX_FAILURES_IN_ERROR]
+        more = len(result.failures) - len(shown)
+        detail = "; ".join(shown) + (f"; and {more} more (see the log and the report)" if more else "")
+        failure = f"{message}: {detail}" if detail else message
         if result.policy == "fail":
-            raise AirflowFailException(message)
+            raise AirflowFailException(failure)
         if result.policy == "skip":
-            raise AirflowSkipException(message)
+            raise AirflowSkipException(failure)
         self.log.warning("%s; continuing because the policy is 'warn'", message)

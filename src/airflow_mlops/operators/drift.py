@@ -46,6 +46,7 @@ class DriftCheckOperator(MlopsBaseOperator):
         self.record_lineage(inputs=[outcome["reference"], outcome["current"]], gate=gate.to_dict(),
                             metrics=gate.metrics, metrics_split="drift")
         self.publish_gate(gate, context)
+        self.log.info("drift check: %s", gate.summary)  # said also when nothing drifted
         if outcome["drifted"]:
             self.raise_or_alert(gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",
                                 headline="drift detected")

@@ -44,11 +44,16 @@ test-fast: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# The Airflow UI with these DAGs and plugins on 127.0.0.1 (login printed by Airflow).
+# The Airflow UI with these DAGs on 127.0.0.1:$(PORT) (`make airflow PORT=8081` for another port).
+# The execution API lives on the same port, so tasks are told where it is too.
+PORT ?= 8080
+STANDALONE_HOME := $(CURDIR)/.airflow/standalone
 airflow: install
-	AIRFLOW_HOME=$(CURDIR)/.airflow/standalone AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	@echo "Airflow UI: http://127.0.0.1:$(PORT)  user: admin  password: in $(STANDALONE_HOME)/simple_auth_manager_passwords.json.generated (written at the first start)"
+	AIRFLOW_HOME=$(STANDALONE_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__API__HOST=127.0.0.1 $(BIN)/airflow standalone
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(PORT)/execution/ $(BIN)/airflow standalone
 
 # Regenerate the pins from a clean resolve of pyproject.toml (needs the network).
 constraints:

@@ -263,9 +263,13 @@ def test_cli_promote_history_and_json(registry_url, capsys):
     history = json.loads(capsys.readouterr().out)
     assert [(e["kind"], e["to_version"]) for e in history] == [("set", 1), ("set", 2), ("rollback", 1)]
     assert history[0]["actor"] == "amy"
+    registry.record_evaluation("churn", 2, dataset_fingerprint="f", metrics={"roc_auc": 0.91}, slice_metrics={},
+                               compared_to_version=1, passed=True, report_uri=None, run_id="r2")
     assert main(["registry", "versions", "churn", "--db", registry_url]) == 0
     table = capsys.readouterr().out
-    assert "v1" in table and "champion" in table
+    assert "v1" in table and "champion" in table and "test metrics" in table
+    # The test-split metrics the gate decided on, not the version's validation scores.
+    assert "roc_auc=0.91" in table and "not evaluated" in table
     assert main(["registry", "promote", "churn", "2", "--alias", "champion", "--reason", "x", "--db", registry_url, "--expected-version", "2"]) == 1
     assert "points at v1, not v2" in capsys.readouterr().err
 

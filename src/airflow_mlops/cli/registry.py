@@ -39,14 +39,19 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    versions = _registry(args).search_versions(args.name, status=args.status)
+    registry = _registry(args)
+    versions = registry.search_versions(args.name, status=args.status)
+    # The test-split metrics of each version's latest evaluation: what the promotion gate decided on
+    # (the version's own metrics are train and validation scores, not comparable across versions).
+    evaluated = {e.version: e.metrics for e in registry.evaluations(args.name)}
     rows = [
-        (f"v{v.version}", v.status, ",".join(v.aliases), v.flavor, _metric_summary(v.metrics),
+        (f"v{v.version}", v.status, ",".join(v.aliases), v.flavor,
+         _metric_summary(evaluated[v.version]) if v.version in evaluated else "not evaluated",
          v.created_at.strftime("%Y-%m-%d %H:%M"), v.run_id)
         for v in versions
     ]
-    return _emit(args, [v.to_dict() for v in versions], rows,
-                 ["version", "status", "aliases", "flavor", "metrics", "created", "run"])
+    return _emit(args, [{**v.to_dict(), "test_metrics": evaluated.get(v.version)} for v in versions], rows,
+                 ["version", "status", "aliases", "flavor", "test metrics", "created", "run"])
 
 
 def _show(args: argparse.Namespace) -> int:

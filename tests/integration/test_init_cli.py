@@ -303,6 +303,7 @@ def test_validate_warns_when_monitoring_has_no_ids_to_join_on(iris_csv, tmp_path
 
     with_ids = tmp_path / "with_ids.yaml"
     with_ids.write_text(out.read_text().replace("pipeline: iris", "pipeline: with_ids")
+                        .replace("iris_score/", "with_ids_score/")
                         .replace("  ids: []", "  ids: [petal width (cm)]")
                         .replace("    - petal width (cm)", ""))
     assert main(["validate", str(with_ids)]) == 0
@@ -364,3 +365,29 @@ def test_from_init_to_a_promoted_champion_without_editing_the_file(airflow_db, m
     assert evaluation.passed and evaluation.metrics["roc_auc"] >= 0.6, evaluation.metrics
     assert "plan" in str(evaluation.slice_metrics)  # the suggested slice is reported
     assert registry.history("churn", "champion")[-1].run_id == run.run_id
+
+
+def test_pipelines_whose_data_share_a_folder_get_their_own_scoring_inputs(iris_csv, tmp_path, capsys):
+    """Two CSVs in one folder: each pipeline scores its own folder, and validate warns when a hand edit
+    points two pipelines at one scoring input (each would score the other's files)."""
+    import yaml
+
+    from airflow_mlops.cli import main
+
+    configs = tmp_path / "configs"
+    for name in ("iris", "flowers"):
+        assert init(name, "--data", str(iris_csv), "--target", "species", "--out", str(configs / f"{name}.yaml")) == 0
+    inputs = {name: yaml.safe_load((configs / f"{name}.yaml").read_text())["inference"]["input"] for name in ("iris", "flowers")}
+    assert inputs == {"iris": f"{iris_csv.parent}/iris_score/", "flowers": f"{iris_csv.parent}/flowers_score/"}
+    capsys.readouterr()
+    assert main(["validate", str(configs / "iris.yaml")]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+    flowers = configs / "flowers.yaml"
+    flowers.write_text(flowers.read_text().replace("flowers_score/", "iris_score/"))
+    assert main(["validate", str(configs / "iris.yaml")]) == 0, "a warning: sharing can be meant"
+    out = capsys.readouterr().out
+    assert f"iris.yaml: warning: inference.input {iris_csv.parent}/iris_score/ is also the scoring input of flowers" in out
+    assert main(["validate", str(configs)]) == 0
+    out = capsys.readouterr().out
+    assert "flowers.yaml: warning" in out and "scoring input of iris" in out

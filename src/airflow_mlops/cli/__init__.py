@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def _validate_file(args: argparse.Namespace) -> int:
     failed = False
     for name in args.files:
         try:
+            folder = Path(name) if Path(name).is_dir() else Path(name).parent
             if Path(name).is_dir():
                 loaded = load_pipeline_configs(name, strict=False)
                 configs = [(loaded.sources[p].name, c) for p, c in loaded.configs.items()]
@@ -57,11 +58,26 @@ def _validate_file(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             failed = True
             continue
+        # The pipelines the templates will load beside these: a shared scoring input is only seen among them.
+        neighbours = load_pipeline_configs(folder, strict=False).configs.values() if folder.is_dir() else []
         for source, config in configs:
             print(f"{source}: ok (pipeline {config.pipeline}, {config.model.flavor} {config.model.task})")
-            for warning in _warnings(config):
+            for warning in [*_warnings(config), *_shared_input(config, neighbours)]:
                 print(f"{source}: warning: {warning}")
     return 1 if failed else 0
+
+
+def _shared_input(config: PipelineConfig, neighbours: Iterable[PipelineConfig]) -> list[str]:
+    """A scoring input folder that other pipelines read too: each one's batch inference scores every file
+    there, the others' included (files of another schema fail its scoring)."""
+    mine = (config.inference.input or "").rstrip("/")
+    others = sorted(o.pipeline for o in neighbours
+                    if o.pipeline != config.pipeline and mine and (o.inference.input or "").rstrip("/") == mine)
+    if not others:
+        return []
+    return [f"inference.input {config.inference.input} is also the scoring input of {', '.join(others)}: each "
+            "pipeline's batch inference scores every file there, the others' files included; give each pipeline "
+            "its own folder"]
 
 
 def _warnings(config: PipelineConfig) -> list[str]:

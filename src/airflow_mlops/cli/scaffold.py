@@ -609,7 +609,7 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
         "inference:",
         "  # Where the data to score is written: a file or a folder of parquet/csv parts, without the target.",
         "  # Scored whenever the champion changes (and on the schedule); the Trigger form can name other data.",
-        f"  input: {_scalar(score_folder(plan.data))}",
+        f"  input: {_scalar(score_folder(plan.data, plan.name))}",
         f"  output: predictions/{name}/",
         "  chunk_rows: 100000",
         _line("  schedule: null", "e.g. \"@daily\"; null = only when the champion changes"),
@@ -633,15 +633,12 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
     return "\n".join(lines)
 
 
-def score_folder(train: str) -> str:
-    """The suggested inference input: `score/` beside a training file, `<folder>_score/` beside a folder of parts."""
-    from airflow_mlops.data.io import DATA_SUFFIXES
-
+def score_folder(train: str, name: str) -> str:
+    """The suggested inference input: `<pipeline>_score/` beside the training file or folder, so pipelines
+    whose data sit in one folder never score each other's files."""
     stripped = train.rstrip("/")
-    if not train.endswith("/") and stripped.lower().endswith(DATA_SUFFIXES):
-        parent = stripped.rsplit("/", 1)[0] if "/" in stripped else ""
-        return f"{parent}/score/" if parent else "score/"
-    return f"{stripped}_score/"
+    parent = stripped.rsplit("/", 1)[0] if "/" in stripped.split("://", 1)[-1] else ""
+    return f"{parent}/{name}_score/" if parent else f"{name}_score/"
 
 
 def default_output(name: str) -> Path:

@@ -197,3 +197,15 @@ def test_duplicate_column_names_are_named_whatever_their_type(tmp_path):
     assert duplicate_columns([1, "1", "a", "b", "a", "a"]) == {"1": 2, "a": 3}
     with pytest.raises(DataError, match=r"the data has duplicate column names: 'x' \(2 times\)"):
         fingerprint_table(pd.DataFrame([[1, 2]], columns=["x", "x"]))
+
+
+def test_missing_text_is_missing_in_csv_as_in_parquet(tmp_path):
+    """An empty text cell in a CSV is a null, as in parquet: not a category '' that only CSV data has."""
+    store = LocalArtifactStore(tmp_path)
+    (tmp_path / "rows.csv").write_text('plan,region,usage\nbasic,,1.5\n,north,\npro,"",2.0\n')
+    frame = pd.DataFrame({"plan": ["basic", None, "pro"], "region": [None, "north", None], "usage": [1.5, None, 2.0]})
+    write_table(frame, "rows.parquet", store)
+    from_csv, from_parquet = read_table("rows.csv", store), read_table("rows.parquet", store)
+    assert from_csv["plan"].isna().tolist() == from_parquet["plan"].isna().tolist() == [False, True, False]
+    assert from_csv["region"].isna().tolist() == from_parquet["region"].isna().tolist() == [True, False, True]
+    pd.testing.assert_frame_equal(from_csv, from_parquet)

@@ -86,7 +86,10 @@ def _csv_batches(source: Any, uri: str, columns: list[str] | None, batch_rows: i
     import pyarrow.csv as pacsv
 
     try:
-        reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        # Empty text is missing, as a null in parquet is: the same rows train, validate and score alike
+        # whatever the file format (pyarrow would otherwise read it as the category '').
+        reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 22),
+                                convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
         if on_schema is not None:
             on_schema(reader.schema)
         _check_columns(uri, reader.schema.names, columns)

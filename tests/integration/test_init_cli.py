@@ -391,3 +391,35 @@ def test_pipelines_whose_data_share_a_folder_get_their_own_scoring_inputs(iris_c
     assert main(["validate", str(configs)]) == 0
     out = capsys.readouterr().out
     assert "flowers.yaml: warning" in out and "scoring input of iris" in out
+
+
+def test_numeric_columns_with_few_values_get_ranges_not_value_sets(tmp_path):
+    """A year or a count with five values today has a sixth next year: only small categorical columns (with
+    `mostly: 0.99`) and a classifier's target get `in_set`; missing text is missing, not `not_null`."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    rng = np.random.default_rng(3)
+    rows = 400
+    data = pd.DataFrame({
+        "year": rng.choice([2019, 2020, 2021, 2022, 2023], rows),
+        "visits": rng.integers(0, 6, rows),
+        "plan": rng.choice(["basic", "pro", ""], rows),  # '' is a missing plan in a CSV
+        "spend": rng.normal(50, 10, rows),
+        "label": rng.choice(["stay", "leave"], rows),
+    })
+    csv = tmp_path / "data" / "churn.csv"
+    csv.parent.mkdir()
+    data.to_csv(csv, index=False)
+    out = tmp_path / "churn.yaml"
+    assert init("churn", "--data", str(csv), "--target", "label", "--out", str(out)) == 0
+    expectations = yaml.safe_load(out.read_text())["validation"]["expectations"]
+    sets = {e["column"]: e for e in expectations if e["expect"] == "in_set"}
+    assert set(sets) == {"plan", "label"}, sets
+    assert sets["plan"]["mostly"] == 0.99 and "mostly" not in sets["label"]
+    assert sorted(sets["plan"]["values"]) == ["basic", "pro"], "an empty cell is missing, not a category"
+    ranged = {e["column"] for e in expectations if e["expect"] == "between"}
+    assert {"year", "visits", "spend"} <= ranged
+    not_null = {e["column"] for e in expectations if e["expect"] == "not_null"}
+    assert "plan" not in not_null and {"year", "label"} <= not_null

@@ -162,6 +162,13 @@ def split_training_data(config: PipelineConfig, store: ArtifactStore, *, data_ur
     from airflow_mlops.data import read_table, split_dataset
 
     frame = read_table(checked_location(data_uri, "training data"), store)
+    target = config.data.target
+    if config.data.unlabelled_rows == "drop" and target in frame.columns:
+        unlabelled = frame[target].isna()
+        if unlabelled.any():
+            log.warning("%s: left out %d of %d rows with no %r (data.unlabelled_rows: drop)",
+                        data_uri, int(unlabelled.sum()), len(frame), target)
+            frame = frame[~unlabelled]
     split = config.data.split
     return split_dataset(
         frame, target=config.data.target, validation=split.validation, test=split.test, stratify=split.stratify,

@@ -423,3 +423,45 @@ def test_numeric_columns_with_few_values_get_ranges_not_value_sets(tmp_path):
     assert {"year", "visits", "spend"} <= ranged
     not_null = {e["column"] for e in expectations if e["expect"] == "not_null"}
     assert "plan" not in not_null and {"year", "label"} <= not_null
+
+
+def test_rows_without_a_target_are_left_out_by_the_file_init_writes(tmp_path, caplog):
+    """init sees rows with no label and writes `data.unlabelled_rows: drop`: the file trains as written."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.config import load_pipeline_config
+    from airflow_mlops.registry import ModelRegistry
+    from airflow_mlops.steps import train_and_register
+    from airflow_mlops.storage import open_store
+
+    rng = np.random.default_rng(5)
+    rows = 300
+    x = rng.normal(size=(rows, 3))
+    price = 10 + 3 * x[:, 0] - 2 * x[:, 1] + rng.normal(0, 0.3, rows)
+    price[rng.choice(rows, 25, replace=False)] = np.nan  # not yet sold: no price
+    csv = tmp_path / "data" / "houses.csv"
+    csv.parent.mkdir()
+    pd.DataFrame({"size": x[:, 0], "age": x[:, 1], "rooms": x[:, 2], "price": price}).to_csv(csv, index=False)
+    out = tmp_path / "houses.yaml"
+    assert init("houses", "--data", str(csv), "--target", "price", "--out", str(out)) == 0
+    config = load_pipeline_config(out)
+    assert config.data.unlabelled_rows == "drop"
+    assert not any(e.expect == "not_null" and e.column == "price" for e in config.validation.expectations)
+
+    store = open_store(str(tmp_path / "root"))
+    with caplog.at_level(logging.WARNING, logger="airflow_mlops.steps"):
+        outcome = train_and_register(config, store, ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}"),
+                                     data_uri=str(csv), prefix="runs/r1/train", lineage={"dag_id": "houses__retrain", "run_id": "r1", "task_id": "train", "actor": "test"})
+    assert "left out 25 of 300 rows with no 'price'" in caplog.text
+    assert sum(d["rows"] for d in outcome["datasets"].values()) == 275
+
+    # The default stays strict: without the setting the same data is refused, naming the count.
+    from airflow_mlops.errors import DataError
+
+    strict = config.model_copy(update={"data": config.data.model_copy(update={"unlabelled_rows": "fail"})})
+    with pytest.raises(DataError, match="has 25 missing values"):
+        train_and_register(strict, store, ModelRegistry(f"sqlite:///{tmp_path / 'registry2.db'}"),
+                           data_uri=str(csv), prefix="runs/r2/train", lineage={"dag_id": "houses__retrain", "run_id": "r2", "task_id": "train", "actor": "test"})

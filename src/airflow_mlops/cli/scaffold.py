@@ -83,6 +83,7 @@ class PipelinePlan:
     description: str = ""
     warnings: list[str] = field(default_factory=list)
     command: str = ""
+    unlabelled: int = 0  # rows without a target in what init read
 
     @property
     def features(self) -> list[Column]:
@@ -398,8 +399,10 @@ def choose_expectations(
         if kind == "unique" and (sampled or roles.get(column) != "id"):
             continue  # only ids must be unique; and unique in a sample says little about the whole
         out.append(item)
-    if not any(i["expect"] == "not_null" and i.get("column") == target for i in out):
-        # Training needs a label on every row: say so at validation, not deep inside training.
+    labelled = df[target].notna().all()
+    if labelled and not any(i["expect"] == "not_null" and i.get("column") == target for i in out):
+        # Training needs a label on every row: say so at validation, not deep inside training. With unlabelled
+        # rows today, the file drops them instead (data.unlabelled_rows), so the check would only stop it.
         out.append({"expect": "not_null", "column": target})
     return out
 
@@ -451,8 +454,8 @@ def plan_pipeline(
     missing = int(frame[target].isna().sum())
     if missing:
         warnings.append(
-            f"{missing} of {len(frame)} rows have no {target!r}: training needs a label on every row, so the "
-            "not_null expectation on it fails until the data writer drops or labels them"
+            f"{missing} of {len(frame)} rows have no {target!r}: the file says data.unlabelled_rows: drop, so "
+            "training leaves them out (and logs how many); set it to fail to require a label on every row"
         )
     stratify = True
     if chosen_task != "regression":
@@ -491,6 +494,7 @@ def plan_pipeline(
         owner=owner,
         description=description if description is not None else f"Predict {target} from {source}",
         warnings=warnings,
+        unlabelled=missing,
     )
 
 
@@ -569,6 +573,9 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
         lines.append("  # Left out of the features:")
         for column in plan.excluded:
             lines.append(f"  #   {column.name} ({column.dtype}): {column.note}")
+    if plan.unlabelled:
+        lines.append(_line("  unlabelled_rows: drop", f"{plan.unlabelled} of {plan.rows} rows have no {plan.target}: "
+                                                       "trained without them; fail = require a label on every row"))
     split = {"validation": 0.2, "test": 0.2, "stratify": plan.stratify and plan.task != "regression", "seed": 42}
     lines += [
         _line(f"  split: {_flow(split)}", "shares held out for early stopping and for the gate"),

@@ -212,6 +212,9 @@ class DataConfig(_Section):
         "auto", description="categorical columns; 'auto' = string, boolean and category columns"
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
+    unlabelled_rows: Literal["fail", "drop"] = Field(
+        "fail", description="rows whose target is missing: 'fail' stops training naming how many and which; "
+        "'drop' trains, tunes and evaluates on the labelled rows and logs how many were left out")
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> DataConfig:

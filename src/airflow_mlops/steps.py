@@ -45,9 +45,10 @@ def _load_version(registry: ModelRegistry, store: ArtifactStore, name: str, vers
 
 @dataclass(frozen=True)
 class ValidationOutcome:
-    """The checked dataset, and the gate (None when scoring data is not checked: validation.before_scoring)."""
+    """The checked dataset (None when the gate stops the run: fingerprinting it would be wasted), and the
+    gate (None when scoring data is not checked: validation.before_scoring)."""
 
-    dataset: DatasetRef
+    dataset: DatasetRef | None
     gate: GateResult | None
 
 
@@ -71,7 +72,8 @@ def validate_data(
             return ValidationOutcome(dataset=dataset_ref(data_uri, store), gate=None)
         checks = scoring_checks(checks, config.data.target)
     gate = validate_dataset(data_uri, checks, store, report_path=report_path, max_rows=max_rows)
-    return ValidationOutcome(dataset=dataset_ref(data_uri, store), gate=gate)
+    goes_on = gate.passed or gate.policy == "warn"
+    return ValidationOutcome(dataset=dataset_ref(data_uri, store) if goes_on else None, gate=gate)
 
 
 def checked_location(value: str, field: str) -> str:

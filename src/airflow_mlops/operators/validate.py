@@ -45,5 +45,6 @@ class ValidateDataOperator(MlopsBaseOperator):
             self.record_lineage(inputs=[uri])
         else:
             self.record_lineage(inputs=[uri], gate=outcome.gate.to_dict())
-            self.apply_gate(outcome.gate, context)
+            self.apply_gate(outcome.gate, context)  # raises when the gate stops the run (no dataset then)
+        assert outcome.dataset is not None
         return outcome.dataset.to_dict()

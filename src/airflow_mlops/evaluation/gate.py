@@ -233,14 +233,28 @@ def _report(config: PipelineConfig, metrics: dict[str, Any], champion: dict[str,
         f"<tr class={'pass' if ok else 'fail'}><td>{e(name)}</td><td>{'pass' if ok else 'FAIL'}</td><td>{e(text)}</td></tr>"
         for name, ok, text in lines
     )
-    slice_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in slices.items())
+    slice_table = _slice_table(slices)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:4px 8px}.fail{background:#fde2e2}.pass{background:#e6f6e6}</style></head><body>"
+        "td,th{border:1px solid #ccc;padding:4px 8px}td.num{text-align:right}.fail{background:#fde2e2}.pass{background:#e6f6e6}</style></head><body>"
         f"<h1>Evaluation of {e(config.pipeline)}</h1><p>{e(summary)}</p>"
         f"<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{check_rows}</table>"
         f"<h2>Metrics</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th><th>baseline</th></tr>{metric_rows}</table>"
-        + (f"<h2>Slices</h2><table>{slice_rows}</table>" if slices else "")
+        + (f"<h2>Slices</h2>{slice_table}" if slices else "")
         + "</body></html>"
     )
+
+
+def _slice_table(slices: dict[str, Any]) -> str:
+    """Per-slice results as an HTML table: rows, each metric, and why a slice was not scored."""
+    e = html.escape
+    columns = sorted({key for values in slices.values() for key in values} - {"rows", "note", "error"})
+    head = "".join(f"<th>{e(c)}</th>" for c in ["slice", "rows", *columns, "note"])
+    body = "".join(
+        f"<tr><td>{e(key)}</td><td class=num>{values.get('rows', '')}</td>"
+        + "".join(f"<td class=num>{_fmt(values.get(c)) if c in values else ''}</td>" for c in columns)
+        + f"<td>{e(str(values.get('error') or values.get('note') or ''))}</td></tr>"
+        for key, values in sorted(slices.items())
+    )
+    return f"<table class=slices><tr>{head}</tr>{body}</table>"

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
 from airflow_mlops.registry.models import (
@@ -996,6 +996,141 @@ class ModelRegistry:
                 query = query.where(PerformanceRow.version == version)
             rows = list(session.scalars(query.order_by(PerformanceRow.id.desc()).limit(limit)))
             return [_performance(name, row) for row in reversed(rows)]
+
+    # ------------------------------------------------------ bounded reads (the UI)
+    # A fixed number of statements each, whatever the number of models or versions:
+    # the registry pages stay fast with 100,000 versions of a model.
+
+    def models_page(self, *, after: str | None = None, limit: int = 50) -> list[tuple[RegisteredModel, int]]:
+        """Up to `limit` models named after `after`, by name, each with its number of versions."""
+        with self._read() as session:
+            query = select(RegisteredModelRow).order_by(RegisteredModelRow.name).limit(limit)
+            if after is not None:
+                query = query.where(RegisteredModelRow.name > after)
+            models = session.scalars(query).all()
+            ids = [m.id for m in models]
+            stats = {
+                model_id: (count, latest) for model_id, count, latest in session.execute(
+                    select(ModelVersionRow.model_id, func.count(), func.max(ModelVersionRow.version))
+                    .where(ModelVersionRow.model_id.in_(ids)).group_by(ModelVersionRow.model_id)
+                )
+            }
+            aliases: dict[int, dict[str, int]] = {}
+            for row in session.scalars(select(AliasRow).where(AliasRow.model_id.in_(ids)).order_by(AliasRow.alias)):
+                aliases.setdefault(row.model_id, {})[row.alias] = row.version
+        return [
+            (RegisteredModel(name=m.name, description=m.description, tags=dict(m.tags or {}), created_at=m.created_at,
+                             latest_version=stats.get(m.id, (0, None))[1], aliases=aliases.get(m.id, {})),
+             stats.get(m.id, (0, None))[0])
+            for m in models
+        ]
+
+    def version_count(self, name: str) -> int:
+        with self._read() as session:
+            model = self._model(session, name)
+            return session.scalar(select(func.count()).where(ModelVersionRow.model_id == model.id)) or 0
+
+    def version_window(
+        self, name: str, *, limit: int, older_than: int | None = None, newer_than: int | None = None
+    ) -> list[ModelVersion]:
+        """Up to `limit` versions, newest first: the newest, those just below `older_than`, or those
+        just above `newer_than` (keyset paging: the (model_id, version) index serves every page alike)."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
+            if older_than is not None:
+                query = query.where(ModelVersionRow.version < older_than)
+            if newer_than is not None:
+                query = query.where(ModelVersionRow.version > newer_than)
+            ascending = newer_than is not None and older_than is None
+            order = ModelVersionRow.version if ascending else ModelVersionRow.version.desc()
+            rows = list(session.scalars(query.order_by(order).limit(limit)))
+            held = self._aliases_by_version(session, model.id)
+        return [self._version_record(name, row, held.get(row.version, []))
+                for row in (reversed(rows) if ascending else rows)]
+
+    def versions_at(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], ModelVersion]:
+        """The versions named by (model, version) pairs, of any models, in one round trip (missing ones left out)."""
+        if not pairs:
+            return {}
+        with self._read() as session:
+            rows = session.execute(
+                select(ModelVersionRow, RegisteredModelRow.name)
+                .join(RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id)
+                .where(self._matching_pairs(RegisteredModelRow.name, ModelVersionRow.version, pairs))
+            ).all()
+            held: dict[tuple[int, int], list[str]] = {}
+            for row in session.scalars(select(AliasRow).where(AliasRow.model_id.in_({r.model_id for r, _ in rows}))
+                                       .order_by(AliasRow.alias)):
+                held.setdefault((row.model_id, row.version), []).append(row.alias)
+        return {(name, row.version): self._version_record(name, row, held.get((row.model_id, row.version), []))
+                for row, name in rows}
+
+    def latest_evaluations(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], EvaluationRecord]:
+        """The latest evaluation of each (model, version) pair that has one, in one round trip."""
+        if not pairs:
+            return {}
+        later = aliased(EvaluationRow)
+        newer = select(later.id).where(later.model_id == EvaluationRow.model_id, later.version == EvaluationRow.version,
+                                       later.id > EvaluationRow.id).exists()
+        with self._read() as session:
+            rows = session.execute(
+                select(EvaluationRow, RegisteredModelRow.name)
+                .join(RegisteredModelRow, RegisteredModelRow.id == EvaluationRow.model_id)
+                .where(self._matching_pairs(RegisteredModelRow.name, EvaluationRow.version, pairs), ~newer)
+            ).all()
+        return {(name, row.version): _evaluation(name, row) for row, name in rows}
+
+    def newest_passed_version(self, name: str) -> int | None:
+        """The newest active version whose latest evaluation passed (None: no such version)."""
+        later = aliased(EvaluationRow)
+        newer = select(later.id).where(later.model_id == EvaluationRow.model_id, later.version == EvaluationRow.version,
+                                       later.id > EvaluationRow.id).exists()
+        with self._read() as session:
+            model = self._model(session, name)
+            # Walks the (model_id, version) index from the newest version: usually a few rows.
+            return session.scalar(
+                select(EvaluationRow.version)
+                .join(ModelVersionRow, and_(ModelVersionRow.model_id == EvaluationRow.model_id,
+                                            ModelVersionRow.version == EvaluationRow.version))
+                .where(EvaluationRow.model_id == model.id, EvaluationRow.passed.is_(True),
+                       ModelVersionRow.status == "active", ~newer)
+                .order_by(EvaluationRow.version.desc()).limit(1)
+            )
+
+    def recent_evaluations(self, name: str, *, limit: int) -> list[EvaluationRecord]:
+        """The newest `limit` evaluations, newest first."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(EvaluationRow).where(EvaluationRow.model_id == model.id)
+            return [_evaluation(name, row) for row in session.scalars(query.order_by(EvaluationRow.id.desc()).limit(limit))]
+
+    def recent_drift_records(self, name: str, *, limit: int) -> list[DriftRecord]:
+        """The newest `limit` drift records of every kind, newest first."""
+        with self._read() as session:
+            model = self._model(session, name)
+            query = select(DriftRow).where(DriftRow.model_id == model.id)
+            return [_drift(name, row) for row in session.scalars(query.order_by(DriftRow.id.desc()).limit(limit))]
+
+    def latest_drift(self, names: list[str]) -> dict[str, DriftRecord]:
+        """The latest drift record (any kind) of each named model that has one, in one round trip."""
+        newest = (select(func.max(DriftRow.id)).join(RegisteredModelRow, RegisteredModelRow.id == DriftRow.model_id)
+                  .where(RegisteredModelRow.name.in_(names)).group_by(DriftRow.model_id))
+        with self._read() as session:
+            rows = session.execute(
+                select(DriftRow, RegisteredModelRow.name)
+                .join(RegisteredModelRow, RegisteredModelRow.id == DriftRow.model_id)
+                .where(DriftRow.id.in_(newest))
+            ).all()
+        return {name: _drift(name, row) for row, name in rows}
+
+    @staticmethod
+    def _matching_pairs(name_column: Any, version_column: Any, pairs: set[tuple[str, int]]) -> Any:
+        """A filter on (model name, version) pairs: one IN list of versions per model."""
+        by_name: dict[str, set[int]] = {}
+        for name, version in pairs:
+            by_name.setdefault(name, set()).add(version)
+        return or_(*(and_(name_column == name, version_column.in_(versions)) for name, versions in by_name.items()))
 
 
 DRIFT_KINDS = ("data", "prediction")

@@ -79,7 +79,13 @@ def create_app() -> "FastAPI":
     from airflow_mlops.hooks.registry import MlopsRegistryHook
     from airflow_mlops.hooks.store import ArtifactStoreHook
     from airflow_mlops.registry import ModelRegistry
-    from airflow_mlops.ui.views import MAX_REASON_CHARS, RegistryViews
+    from airflow_mlops.ui.views import (
+        MAX_REASON_CHARS,
+        MAX_VERSIONS_PER_PAGE,
+        MODELS_PER_PAGE,
+        VERSIONS_PER_PAGE,
+        RegistryViews,
+    )
 
     app = FastAPI(title="airflow-mlops registry", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -94,6 +100,11 @@ def create_app() -> "FastAPI":
     ViewsDep = Annotated[RegistryViews, Depends(views)]
     ModelName = Annotated[str, PathParam(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.-]+$")]
     AliasName = Annotated[str, PathParam(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+    # Keyset paging: the models after a name; the versions below `before` or above `after`.
+    AfterName = Annotated[str | None, Query(max_length=250)]
+    Before = Annotated[int | None, Query(ge=1)]
+    After = Annotated[int | None, Query(ge=0)]
+    Limit = Annotated[int, Query(ge=1, le=MAX_VERSIONS_PER_PAGE)]
 
     def can_edit(user: Any, registry_views: RegistryViews, name: str) -> bool:
         dag_id = registry_views.permission_dag_id(name)
@@ -139,12 +150,14 @@ def create_app() -> "FastAPI":
         return RedirectResponse(f"{URL_PREFIX}/models")
 
     @app.get("/models", response_class=HTMLResponse)
-    def models_page(request: Request, user: GetUserDep, registry_views: ViewsDep) -> HTMLResponse:
-        return page(request, "models.html", user, models=registry_views.models())
+    def models_page(request: Request, user: GetUserDep, registry_views: ViewsDep, after: AfterName = None) -> HTMLResponse:
+        return page(request, "models.html", user, overview=registry_views.models_page(after))
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model_page(request: Request, name: ModelName, user: GetUserDep, registry_views: ViewsDep) -> HTMLResponse:
-        return page(request, "model.html", user, model=registry_views.model(name),
+    def model_page(request: Request, name: ModelName, user: GetUserDep, registry_views: ViewsDep,
+                   before: Before = None, after: After = None, limit: Limit = VERSIONS_PER_PAGE) -> HTMLResponse:
+        return page(request, "model.html", user,
+                    model=registry_views.model(name, older_than=before, newer_than=after, limit=limit),
                     can_edit=can_edit(user, registry_views, name))
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
@@ -188,12 +201,14 @@ def create_app() -> "FastAPI":
         expected_version: int | None = Field(None, ge=1, description="where the alias points now, as the caller saw it")
 
     @app.get("/api/models")
-    def api_models(user: GetUserDep, registry_views: ViewsDep) -> list[dict[str, Any]]:
-        return registry_views.models()
+    def api_models(user: GetUserDep, registry_views: ViewsDep, after: AfterName = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = MODELS_PER_PAGE) -> list[dict[str, Any]]:
+        return registry_views.models(after=after, limit=limit)
 
     @app.get("/api/models/{name}")
-    def api_model(name: ModelName, user: GetUserDep, registry_views: ViewsDep) -> dict[str, Any]:
-        model = registry_views.model(name)
+    def api_model(name: ModelName, user: GetUserDep, registry_views: ViewsDep,
+                  before: Before = None, after: After = None, limit: Limit = VERSIONS_PER_PAGE) -> dict[str, Any]:
+        model = registry_views.model(name, older_than=before, newer_than=after, limit=limit)
         return {k: v for k, v in model.items() if not k.endswith("_chart")}
 
     @app.get("/api/models/{name}/monitoring")

@@ -1,52 +1,167 @@
-"""Inline SVG charts drawn on the server: the pages work offline, with no script or CDN."""
+"""Inline SVG charts drawn on the server: the pages work offline, with no script or CDN.
+
+Colours come from the page's CSS classes (and its light or dark palette), never from the SVG itself.
+"""
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 _escape = html.escape
+UNIT_INTERVAL = (0.0, 1.0)
+CHAR_WIDTH = 6.2  # an 11px label's average character width, to keep axis labels from overlapping
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def line_chart_svg(points: list[tuple[str, Any]], title: str, width: int = 560, height: int = 180) -> str:
-    """A small inline SVG line chart of labelled values (non-numbers are left out)."""
+def nice_step(raw: float) -> float:
+    """The round step (1, 2, 2.5 or 5 times a power of ten) at or above `raw`."""
+    exponent = math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if factor * 10**exponent >= raw * (1 - 1e-9):
+            return factor * 10**exponent
+    return 10.0 ** (exponent + 1)
+
+
+def axis_range(
+    values: list[float], *, clamp: tuple[float | None, float | None] | None = None, ticks: int = 4
+) -> tuple[float, float, list[float]]:
+    """(low, high, tick values) of a y axis covering `values` with round ticks.
+
+    A flat series gets a small range around its value (not ±10% of nothing, nor
+    0.9 to 1.1 for a share stuck at 1); `clamp` bounds the axis where the
+    quantity cannot go (0 to 1 for shares and probability metrics), so a share
+    never shows a negative axis.
+    """
+    lower, upper = clamp or (None, None)
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.08 if high > low else (abs(high) * 0.02 or 0.01)
+    low, high = low - pad, high + pad
+    if lower is not None:
+        low = max(low, lower)
+    if upper is not None:
+        high = min(high, upper)
+    step = nice_step((high - low) / ticks)
+    low, high = round(math.floor(low / step + 1e-9) * step, 12), round(math.ceil(high / step - 1e-9) * step, 12)
+    if lower is not None:
+        low = max(low, lower)
+    if upper is not None:
+        high = min(high, upper)
+    first = math.ceil(low / step - 1e-9)
+    marks = [round(i * step, 12) for i in range(first, math.floor(high / step + 1e-9) + 1)]
+    return low, high, marks
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    """A horizontal line across the chart: a threshold, an allowed drop, the champion's test value."""
+
+    name: str
+    value: float
+    style: str
+
+
+class _Frame:
+    """The shared parts of both charts: the y axis with its grid, the reference lines and the legend."""
+
+    def __init__(self, width: int, height: int, margins: tuple[int, int, int, int], low: float, high: float) -> None:
+        self.width, self.height = width, height
+        self.left, self.right, self.top, self.bottom = margins
+        self.plot_right, self.plot_bottom = width - self.right, height - self.bottom
+        self.low, self.high = low, high
+
+    def y(self, value: float) -> float:
+        return self.top + (self.high - value) / ((self.high - self.low) or 1.0) * (self.plot_bottom - self.top)
+
+    def open(self, title: str, extra_class: str = "") -> str:
+        e = _escape
+        return (f'<svg class="chart{extra_class}" role="img" aria-label="{e(title)}" viewBox="0 0 {self.width} '
+                f'{self.height}" width="{self.width}" height="{self.height}">'
+                f'<text x="{self.left}" y="14" class="title">{e(title)}</text>')
+
+    def y_axis(self, ticks: list[float]) -> str:
+        return "".join(
+            f'<line x1="{self.left}" y1="{self.y(v):.1f}" x2="{self.plot_right}" y2="{self.y(v):.1f}" class="grid"/>'
+            f'<text x="{self.left - 6}" y="{self.y(v) + 4:.1f}" text-anchor="end">{v:.4g}</text>'
+            for v in ticks
+        ) + (f'<line x1="{self.left}" y1="{self.plot_bottom}" x2="{self.plot_right}" y2="{self.plot_bottom}" '
+             'class="axis"/>')
+
+    def references(self, lines: list[ReferenceLine]) -> str:
+        e = _escape
+        return "".join(
+            f'<g class="reference {e(line.style)}"><line x1="{self.left}" y1="{self.y(line.value):.1f}" '
+            f'x2="{self.plot_right}" y2="{self.y(line.value):.1f}"><title>{e(line.name)}: {line.value:.4g}</title>'
+            "</line></g>"
+            for line in lines
+        )
+
+    def legend(self, entries: list[tuple[str, str, str]]) -> str:
+        """(label, style, kind) rows to the right of the plot."""
+        e = _escape
+        return "".join(
+            f'<g class="legend {kind} {e(style)}"><line x1="{self.plot_right + 10}" y1="{self.top + 4 + row * 16}" '
+            f'x2="{self.plot_right + 28}" y2="{self.top + 4 + row * 16}"/><text x="{self.plot_right + 32}" '
+            f'y="{self.top + 8 + row * 16}">{e(name)}</text></g>'
+            for row, (name, style, kind) in enumerate(entries)
+        )
+
+    def x_label(self, x: float, text: str) -> str:
+        # The outermost labels hang inwards, so neither edge cuts them off.
+        anchor = "start" if x <= self.left + 1 else "end" if x >= self.plot_right - 1 else "middle"
+        return f'<text x="{x:.1f}" y="{self.plot_bottom + 16}" text-anchor="{anchor}">{_escape(text)}</text>'
+
+
+def _y_range(values: list[float], clamp: tuple[float | None, float | None] | None,
+             value_range: tuple[float, float] | None) -> tuple[float, float, list[float]]:
+    if value_range is None:
+        return axis_range(values, clamp=clamp)
+    low, high = value_range
+    return low, high, [low + (high - low) * i / 4 for i in range(5)]
+
+
+def line_chart_svg(
+    points: list[tuple[str, Any]],
+    title: str,
+    references: list[ReferenceLine] | None = None,
+    *,
+    clamp: tuple[float | None, float | None] | None = None,
+    width: int = 760,
+    height: int = 220,
+) -> str:
+    """An inline SVG line chart of labelled values (non-numbers are left out), with reference lines.
+
+    The y axis covers every point and reference line; `clamp` bounds it (e.g. (0, 1) for roc_auc).
+    """
     values = [(label, float(v)) for label, v in points if _number(v)]
+    references = references or []
     e = _escape
     if not values:
         return f'<p class="empty">{e(title)}: no data yet</p>'
-    left, right, top, bottom = 48, 12, 24, 36
-    low, high = min(v for _, v in values), max(v for _, v in values)
-    span = (high - low) or abs(high) or 1.0
-    low, high = low - span * 0.1, high + span * 0.1
-    step = (width - left - right) / max(len(values) - 1, 1)
-
-    def xy(i: int, value: float) -> tuple[float, float]:
-        return left + i * step, top + (high - value) / (high - low) * (height - top - bottom)
-
-    coords = [xy(i, v) for i, (_, v) in enumerate(values)]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    low, high, ticks = axis_range([v for _, v in values] + [line.value for line in references], clamp=clamp)
+    frame = _Frame(width, height, (56, 190 if references else 16, 26, 40), low, high)
+    step = (frame.plot_right - frame.left) / max(len(values) - 1, 1)
+    coords = [(frame.left + i * step, frame.y(v)) for i, (_, v) in enumerate(values)]
+    label_width = max(len(label) for label, _ in values) * CHAR_WIDTH + 12
+    every = max(1, math.ceil(label_width / step)) if len(values) > 1 else 1
+    labels = "".join(frame.x_label(x, label) for i, ((x, _), (label, _)) in enumerate(zip(coords, values, strict=True))
+                     if i % every == 0 or i == len(values) - 1 and i % every > every // 2)
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{e(label)}: {v:.4g}</title></circle>'
         for (x, y), (label, v) in zip(coords, values, strict=True)
     )
-    every = max(1, len(values) // 8)
-    labels = "".join(
-        f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{e(label)}</text>'
-        for i, ((x, _), (label, _)) in enumerate(zip(coords, values, strict=True)) if i % every == 0
-    )
-    axis = (f'<text x="4" y="{top + 4}">{high:.4g}</text>'
-            f'<text x="4" y="{height - bottom}">{low:.4g}</text>')
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     return (
-        f'<svg class="chart" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
-        f'<text x="{left}" y="14" class="title">{e(title)}</text>{axis}'
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>'
-        f'<polyline points="{path}" fill="none"/>{dots}{labels}</svg>'
+        frame.open(title) + frame.y_axis(ticks) + labels + frame.references(references)
+        + f'<g class="series primary"><polyline points="{path}" fill="none"/>{dots}</g>'
+        + frame.legend([(f"{line.name} {line.value:.4g}", line.style, "reference") for line in references])
+        + "</svg>"
     )
 
 
@@ -70,29 +185,21 @@ class TimeSeries:
     points: list[TimePoint] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ReferenceLine:
-    """A horizontal line across the chart: a threshold, an allowed drop, the champion's test value."""
-
-    name: str
-    value: float
-    style: str
-
-
 def time_chart_svg(
     title: str,
     series: list[TimeSeries],
     references: list[ReferenceLine] | None = None,
     *,
     value_range: tuple[float, float] | None = None,
+    clamp: tuple[float | None, float | None] | None = None,
     width: int = 760,
     height: int = 240,
 ) -> str:
     """Several series over time, each point placed at its time, with reference lines and shaded bands.
 
     Non-numeric values are left out. The vertical range covers every point,
-    band and reference line (so a threshold far off is still drawn), unless
-    `value_range` fixes it (shares, coverage).
+    band and reference line (so a threshold far off is still drawn), within
+    `clamp`, unless `value_range` fixes it (shares, coverage).
     """
     e = _escape
     references = references or []
@@ -102,62 +209,29 @@ def time_chart_svg(
     if not any(s.points for s in plotted):
         return f'<p class="empty">{e(title)}: no data yet</p>'
     times = [p.at for s in plotted for p in s.points]
-    if value_range is None:
-        values = [float(p.value) for s in plotted for p in s.points]
-        values += [bound for s in plotted for p in s.points if p.band for bound in p.band]
-        values += [line.value for line in references]
-        low, high = min(values), max(values)
-        margin = ((high - low) or abs(high) or 1.0) * 0.08
-        low, high = low - margin, high + margin
-    else:
-        low, high = value_range
-    left, right, top, bottom = 56, 190, 26, 40
-    plot_right, plot_bottom = width - right, height - bottom
+    values = [float(p.value) for s in plotted for p in s.points]
+    values += [bound for s in plotted for p in s.points if p.band for bound in p.band]
+    values += [line.value for line in references]
+    low, high, y_ticks = _y_range(values, clamp, value_range)
+    frame = _Frame(width, height, (56, 190, 26, 40), low, high)
     first, last = min(times), max(times)
     seconds = (last - first).total_seconds()
 
     def x(at: datetime) -> float:
         if not seconds:
-            return (left + plot_right) / 2
-        return left + (at - first).total_seconds() / seconds * (plot_right - left)
+            return (frame.left + frame.plot_right) / 2
+        return frame.left + (at - first).total_seconds() / seconds * (frame.plot_right - frame.left)
 
-    def y(value: float) -> float:
-        return top + (high - value) / ((high - low) or 1.0) * (plot_bottom - top)
-
-    parts = [
-        f'<svg class="chart time-chart" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}">',
-        f'<text x="{left}" y="14" class="title">{e(title)}</text>',
-    ]
-    for fraction in (0.0, 0.5, 1.0):
-        value = low + (high - low) * fraction
-        parts.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{plot_right}" y2="{y(value):.1f}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.4g}</text>')
-    ticks = sorted({first, last} if seconds else {first})
-    if seconds:
-        ticks.insert(1, first + (last - first) / 2)
+    ticks = [first, first + (last - first) / 2, last] if seconds else [first]
     tick_format = "%Y-%m-%d %H:%M:%S" if 0 < seconds < 3600 else "%Y-%m-%d %H:%M"
-    for at in ticks:
-        parts.append(f'<text x="{x(at):.1f}" y="{plot_bottom + 16}" text-anchor="middle">'
-                     f'{at.strftime(tick_format)}</text>')
-    parts.append(f'<line x1="{left}" y1="{plot_bottom}" x2="{plot_right}" y2="{plot_bottom}" class="axis"/>')
-    for line in references:
-        parts.append(
-            f'<g class="reference {e(line.style)}"><line x1="{left}" y1="{y(line.value):.1f}" x2="{plot_right}" '
-            f'y2="{y(line.value):.1f}"><title>{e(line.name)}: {line.value:.4g}</title></line></g>'
-        )
-    for s in plotted:
-        parts.append(_series_svg(s, x, y))
     legend = [(s.name, s.style, "series") for s in plotted if s.points]
     legend += [(f"{line.name} {line.value:.4g}", line.style, "reference") for line in references]
-    for row, (name, style, kind) in enumerate(legend):
-        legend_y = top + 4 + row * 16
-        parts.append(
-            f'<g class="legend {kind} {e(style)}"><line x1="{plot_right + 10}" y1="{legend_y}" '
-            f'x2="{plot_right + 28}" y2="{legend_y}"/><text x="{plot_right + 32}" y="{legend_y + 4}">{e(name)}</text></g>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return (
+        frame.open(title, " time-chart") + frame.y_axis(y_ticks)
+        + "".join(frame.x_label(x(at), at.strftime(tick_format)) for at in ticks)
+        + frame.references(references) + "".join(_series_svg(s, x, frame.y) for s in plotted)
+        + frame.legend(legend) + "</svg>"
+    )
 
 
 def _series_svg(series: TimeSeries, x: Any, y: Any) -> str:

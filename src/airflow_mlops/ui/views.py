@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import DEFAULT_PRIMARY_METRIC
-from airflow_mlops.errors import ArtifactNotFoundError, NotFoundError, RegistryError
+from airflow_mlops.errors import ArtifactNotFoundError, RegistryError
 from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
 from airflow_mlops.governance import check_direct_move
 from airflow_mlops.inference.plan import MANIFEST_NAME
 from airflow_mlops.settings import dag_id
 from airflow_mlops.ui.charts import (
+    UNIT_INTERVAL,
     ReferenceLine,
     TimePoint,
     TimeSeries,
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
     from airflow_mlops.config.schema import MonitoringConfig
     from airflow_mlops.registry import ModelRegistry
-    from airflow_mlops.registry.records import ModelVersion, PerformanceRecord
+    from airflow_mlops.registry.records import (
+        DriftRecord,
+        EvaluationRecord,
+        ModelVersion,
+        PerformanceRecord,
+    )
     from airflow_mlops.storage import ArtifactStore
 
 MAX_REASON_CHARS = 2000
@@ -41,6 +47,15 @@ REPORT_SUFFIX = ".html"
 MANIFEST_SUFFIX = f"/{MANIFEST_NAME}"
 MONITORING_DOCS = "docs/monitoring.md"
 MAX_TRIALS_SHOWN = 1000
+MODELS_PER_PAGE = 50
+VERSIONS_PER_PAGE = 50
+MAX_VERSIONS_PER_PAGE = 500
+CHART_VERSIONS = 100  # the metric chart covers the newest this many versions
+RECENT_ROWS = 50  # evaluations, drift checks and batch runs listed on the model page
+CHART_DRIFT_RECORDS = 200
+# Metrics that live in [0, 1]: their charts never show an axis beyond it.
+UNIT_INTERVAL_METRICS = frozenset({"roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "f1", "precision", "recall",
+                                   "brier"})
 
 
 class ArtifactRefusedError(ArtifactNotFoundError):
@@ -84,63 +99,120 @@ class RegistryViews:
 
     # ------------------------------------------------------------------ reading
 
-    def models(self) -> list[dict[str, Any]]:
-        """One row per registered model: champion, its primary metric, last training run, last drift check."""
+    def models(self, *, after: str | None = None, limit: int = MODELS_PER_PAGE) -> list[dict[str, Any]]:
+        """One row per registered model (by name, after `after`): champion, its primary metric, versions,
+        last training run, last drift check. A fixed number of queries, whatever the number of models."""
+        page = self.registry.models_page(after=after, limit=limit)
+        aliases = {m.name: self.settings(m.name).alias for m, _ in page}
+        champions = {(m.name, m.aliases[aliases[m.name]]) for m, _ in page if aliases[m.name] in m.aliases}
+        latest = {(m.name, m.latest_version) for m, _ in page if m.latest_version}
+        versions = self.registry.versions_at(champions | latest)
+        evaluations = self.registry.latest_evaluations(champions)
+        drift = self.registry.latest_drift([m.name for m, _ in page])
         rows = []
-        for model in self.registry.list_models():
-            versions = self.registry.search_versions(model.name)
-            latest = versions[-1] if versions else None
-            settings = self.settings(model.name, latest.task if latest else None)
+        for model, count in page:
+            newest = versions.get((model.name, model.latest_version))
+            settings = self.settings(model.name, newest.task if newest else None)
             champion_version = model.aliases.get(settings.alias)
-            test_metrics = self._latest_test_metrics(model.name)
-            champion = next((v for v in versions if v.version == champion_version), None)
-            drift = self.registry.drift_records(model.name)
+            champion = versions.get((model.name, champion_version))
+            evaluation = evaluations.get((model.name, champion_version))
             rows.append({
                 "name": model.name,
                 "alias": settings.alias,
                 "champion_version": champion_version,
                 "primary_metric": settings.primary_metric,
-                "primary_value": self._primary_value(champion, test_metrics, settings) if champion else None,
-                "versions": len(versions),
-                "last_training": _run_summary(latest),
-                "last_drift": _drift_summary(drift[-1]) if drift else None,
+                "primary_value": self._primary_value(champion, evaluation, settings) if champion else None,
+                "versions": count,
+                "last_training": _run_summary(newest),
+                "last_drift": _drift_summary(drift[model.name]) if model.name in drift else None,
             })
         return rows
 
-    def model(self, name: str) -> dict[str, Any]:
-        """Everything the model page shows."""
-        versions = self._versions_of_known_model(name)
-        settings = self.settings(name, versions[-1].task if versions else None)
-        test_metrics = self._latest_test_metrics(name)
-        evaluations = [e.to_dict() for e in self.registry.evaluations(name)]
-        drift = [d.to_dict() for d in self.registry.drift_records(name)]
-        metric_points = [
-            (f"v{v.version}", self._primary_value(v, test_metrics, settings)) for v in versions
-        ]
+    def models_page(self, after: str | None = None) -> dict[str, Any]:
+        """A page of the models overview, with the name the next page starts after (None: the last page)."""
+        rows = self.models(after=after, limit=MODELS_PER_PAGE + 1)
+        return {"models": rows[:MODELS_PER_PAGE], "after": after,
+                "next_after": rows[MODELS_PER_PAGE - 1]["name"] if len(rows) > MODELS_PER_PAGE else None}
+
+    def model(
+        self, name: str, *, older_than: int | None = None, newer_than: int | None = None,
+        limit: int = VERSIONS_PER_PAGE,
+    ) -> dict[str, Any]:
+        """Everything the model page shows: one page of versions (newest first, keyset-paged by version
+        number) and charts over the newest versions, so a model with 100,000 versions reads like one with 10."""
+        aliases = self.registry.aliases(name)  # NotFoundError for an unknown model
+        recent = list(reversed(self.registry.version_window(name, limit=CHART_VERSIONS)))
+        page, paging = self._version_page(name, older_than, newer_than, limit, recent[-1].version if recent else 0)
+        settings = self.settings(name, recent[-1].task if recent else None)
+        config = self.pipelines.get(name)
+        champion_version = aliases.get(settings.alias)
+        passed = self.registry.newest_passed_version(name)
+        default = passed or champion_version
+        evaluations = self.registry.latest_evaluations(
+            {(name, v.version) for v in page + recent} | ({(name, default)} if default else set()))
+        rows = [self._version_row(v, evaluations.get((name, v.version)), settings) for v in page]
+        drift = list(reversed(self.registry.recent_drift_records(name, limit=CHART_DRIFT_RECORDS)))
+        metric_points = [(f"v{v.version}", self._primary_value(v, evaluations.get((name, v.version)), settings))
+                         for v in recent]
+        gate = config.evaluation.thresholds.get(settings.primary_metric) if config is not None else None
+        gate_lines = [ReferenceLine(f"gate {side}", bound, "threshold")
+                      for side, bound in (("min", gate.min), ("max", gate.max)) if bound is not None] if gate else []
+        window = f"the newest {len(recent)} versions" if paging["total"] > len(recent) else "version"
         return {
             "name": name,
             "settings": {**settings.__dict__, "higher_is_better": settings.higher_is_better},
-            "aliases": self.registry.aliases(name),
+            "aliases": aliases,
             "rollback_targets": self.registry.rollback_targets(name),
-            "versions": [self._version_row(v, test_metrics, settings) for v in reversed(versions)],
+            "versions": rows,
+            "paging": paging,
+            "promote": {
+                **_promote_choices(rows, default, evaluations.get((name, default)) if default else None),
+                "why": ("the newest version whose latest evaluation passed" if passed else
+                        f"the current {settings.alias}: no version passed its evaluation" if default else
+                        f"the newest version: none passed its evaluation and no {settings.alias} is set"),
+            },
             "history": [e.to_dict() for e in reversed(self.registry.history(name))],
-            "evaluations": list(reversed(evaluations)),
-            "drift": list(reversed(drift)),
-            "metric_chart": line_chart_svg(metric_points, f"{settings.primary_metric} by version"),
-            "drift_chart": line_chart_svg(
-                [(d["at"][:16].replace("T", " "), d["drift_share"]) for d in drift], "drift share over time"
+            "evaluations": [e.to_dict() for e in self.registry.recent_evaluations(name, limit=RECENT_ROWS)],
+            "drift": [d.to_dict() for d in reversed(drift[-RECENT_ROWS:])],
+            "scoring_runs": [run.to_dict() for run in self.registry.scoring_runs(name, limit=RECENT_ROWS)],
+            "metric_chart": line_chart_svg(
+                metric_points, f"{settings.primary_metric} by {window}", gate_lines,
+                clamp=UNIT_INTERVAL if settings.primary_metric in UNIT_INTERVAL_METRICS else None,
             ),
+            "drift_chart": _drift_chart(drift, config),
+        }
+
+    def _version_page(
+        self, name: str, older_than: int | None, newer_than: int | None, limit: int, latest: int
+    ) -> tuple[list[ModelVersion], dict[str, Any]]:
+        """`limit` versions newest first (one more is read to learn whether a further page exists), and
+        the version numbers the newer and older pages start from."""
+        limit = max(1, min(limit, MAX_VERSIONS_PER_PAGE))
+        rows = self.registry.version_window(name, limit=limit + 1, older_than=older_than, newer_than=newer_than)
+        if newer_than is not None and older_than is None:  # read upwards: the extra row is the newest
+            page, has_older = rows[-limit:], newer_than >= 1
+        else:
+            page, has_older = rows[:limit], len(rows) > limit
+        has_newer = bool(page) and page[0].version < latest
+        return page, {
+            "limit": limit,
+            "total": self.registry.version_count(name),
+            "newer": page[0].version if page and has_newer else None,
+            "older": page[-1].version if page and has_older else None,
         }
 
     def monitoring(self, name: str) -> dict[str, Any]:
         """How the deployed model fares: realized and estimated performance against its limits,
         label coverage, per-slice results, data and prediction drift, and the batch-inference runs."""
-        versions = self._versions_of_known_model(name)
-        settings = self.settings(name, versions[-1].task if versions else None)
+        aliases = self.registry.aliases(name)  # NotFoundError for an unknown model
+        newest = self.registry.version_window(name, limit=1)
+        settings = self.settings(name, newest[0].task if newest else None)
         config = self.pipelines.get(name)
         monitoring_config = config.monitoring if config is not None else None
-        champion_version = self.registry.aliases(name).get(settings.alias)
-        champion_test = self._latest_test_metrics(name).get(champion_version, {}) if champion_version else {}
+        champion_version = aliases.get(settings.alias)
+        champion_evaluation = self.registry.latest_evaluations({(name, champion_version)}).get(
+            (name, champion_version)) if champion_version else None
+        champion_test = champion_evaluation.metrics if champion_evaluation else {}
         realized = self.registry.performance_records(name, kind="realized")
         estimated = self.registry.performance_records(name, kind="estimated")
         metrics = _monitored_metrics(settings.primary_metric, monitoring_config, realized + estimated)
@@ -148,7 +220,7 @@ class RegistryViews:
             metric: _reference_lines(metric, monitoring_config, champion_version, champion_test.get(metric))
             for metric in metrics
         }
-        drift = self.registry.drift_records(name)
+        drift = list(reversed(self.registry.recent_drift_records(name, limit=CHART_DRIFT_RECORDS)))
         scoring_runs = self.registry.scoring_runs(name)
         return {
             "name": name,
@@ -172,6 +244,7 @@ class RegistryViews:
                         [_performance_series("realized", metric, realized),
                          _performance_series("estimated", metric, estimated)],
                         references[metric],
+                        clamp=UNIT_INTERVAL if metric in UNIT_INTERVAL_METRICS else None,
                     )
                     for metric in metrics
                 },
@@ -181,22 +254,17 @@ class RegistryViews:
                                 [TimePoint(_period_time(r), r.coverage) for r in realized])],
                     value_range=(0.0, 1.0),
                 ),
-                "drift": time_chart_svg(
-                    "drift share over time",
-                    [TimeSeries(f"{kind} drift", f"{kind}-drift",
-                                [TimePoint(d.at, d.drift_share, d.passed) for d in drift if d.kind == kind])
-                     for kind in ("data", "prediction")],
-                    value_range=(0.0, 1.0),
-                ),
+                "drift": _drift_chart(drift, config),
             },
         }
 
     def version(self, name: str, version: int) -> dict[str, Any]:
         record = self.registry.get_version(name, version)
         settings = self.settings(name, record.task)
+        evaluations = list(reversed(self.registry.evaluations(name, version)))
         return {
-            **self._version_row(record, self._latest_test_metrics(name), settings),
-            "evaluations": [e.to_dict() for e in reversed(self.registry.evaluations(name, version))],
+            **self._version_row(record, evaluations[0] if evaluations else None, settings),
+            "evaluations": [{**e.to_dict(), "slices": slice_table(e.slice_metrics)} for e in evaluations],
             "primary_metric": settings.primary_metric,
             "alias_history": [
                 e.to_dict() for e in reversed(self.registry.history(name)) if version in (e.from_version, e.to_version)
@@ -228,15 +296,18 @@ class RegistryViews:
     def compare(self, name: str, first: int, second: int) -> dict[str, Any]:
         """Two versions side by side: every metric and param either has, marked where they differ."""
         a, b = self.registry.get_version(name, first), self.registry.get_version(name, second)
-        test_metrics = self._latest_test_metrics(name)
-        metrics_a = {**a.metrics, **{f"test_{k}": v for k, v in test_metrics.get(first, {}).items()}}
-        metrics_b = {**b.metrics, **{f"test_{k}": v for k, v in test_metrics.get(second, {}).items()}}
+        evaluations = self.registry.latest_evaluations({(name, first), (name, second)})
+
+        def tested(version: int) -> dict[str, Any]:
+            evaluation = evaluations.get((name, version))
+            return {f"test_{k}": v for k, v in (evaluation.metrics if evaluation else {}).items()}
+
         return {
             "name": name,
             "versions": [first, second],
-            "metrics": _side_by_side(metrics_a, metrics_b),
+            "metrics": _side_by_side({**a.metrics, **tested(first)}, {**b.metrics, **tested(second)}),
             "params": _side_by_side(a.params, b.params),
-            "lineage": _side_by_side(_lineage(a), _lineage(b)),
+            "lineage": _same_data(a, b) + _side_by_side(_run_lineage(a), _run_lineage(b)),
         }
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -292,8 +363,8 @@ class RegistryViews:
         settings = self.settings(name)
         if settings.retrain_dag_id:
             return settings.retrain_dag_id
-        versions = self.registry.search_versions(name)
-        return versions[-1].dag_id if versions else None
+        newest = self.registry.version_window(name, limit=1)
+        return newest[0].dag_id if newest else None
 
     # ------------------------------------------------------------------ reports
 
@@ -307,30 +378,19 @@ class RegistryViews:
 
     # ------------------------------------------------------------------ helpers
 
-    def _versions_of_known_model(self, name: str) -> list[ModelVersion]:
-        versions = self.registry.search_versions(name)
-        if not versions and name not in {m.name for m in self.registry.list_models()}:
-            raise NotFoundError(f"no registered model named {name!r}")
-        return versions
-
-    def _latest_test_metrics(self, name: str) -> dict[int, dict[str, Any]]:
-        """Per version, the metrics of its latest evaluation on a held-out test set."""
-        found: dict[int, dict[str, Any]] = {}
-        for evaluation in self.registry.evaluations(name):
-            found[evaluation.version] = evaluation.metrics
-        return found
-
     @staticmethod
-    def _primary_value(version: ModelVersion, test_metrics: dict[int, dict[str, Any]], settings: ModelSettings) -> Any:
+    def _primary_value(version: ModelVersion, evaluation: EvaluationRecord | None, settings: ModelSettings) -> Any:
+        """The primary metric from the version's latest evaluation, else its validation score."""
         metric = settings.primary_metric
-        tested = test_metrics.get(version.version, {})
+        tested = evaluation.metrics if evaluation else {}
         return tested.get(metric, version.metrics.get(f"validation_{metric}"))
 
-    def _version_row(self, version: ModelVersion, test_metrics: dict[int, dict[str, Any]], settings: ModelSettings) -> dict[str, Any]:
+    def _version_row(self, version: ModelVersion, evaluation: EvaluationRecord | None, settings: ModelSettings) -> dict[str, Any]:
         return {
             **version.to_dict(),
-            "primary_value": self._primary_value(version, test_metrics, settings),
-            "test_metrics": test_metrics.get(version.version, {}),
+            "primary_value": self._primary_value(version, evaluation, settings),
+            "test_metrics": evaluation.metrics if evaluation else {},
+            "gate": None if evaluation is None else "passed" if evaluation.passed else "failed",
             "lineage": _lineage(version),
         }
 
@@ -418,19 +478,84 @@ def _checked_reason(reason: str) -> str:
     return reason
 
 
+def _datasets(version: ModelVersion) -> dict[str, dict[str, Any]]:
+    return {split: ref for split, ref in (version.datasets or {}).items() if isinstance(ref, dict)}
+
+
 def _lineage(version: ModelVersion) -> dict[str, Any]:
-    datasets = {
-        f"{split} data": f"{ref.get('uri')} ({(ref.get('fingerprint') or '')[:12]})"
-        for split, ref in (version.datasets or {}).items() if isinstance(ref, dict)
-    }
     return {
-        **datasets,
+        **{f"{split} data": f"{ref.get('uri')} ({(ref.get('fingerprint') or '')[:12]})"
+           for split, ref in _datasets(version).items()},
+        **_run_lineage(version),
+    }
+
+
+def _same_data(a: ModelVersion, b: ModelVersion) -> list[dict[str, Any]]:
+    """Each split's data side by side, the same when the fingerprints match: a path alone says nothing
+    (one file rewritten in place, or one content copied elsewhere)."""
+    rows = []
+    data_a, data_b = _datasets(a), _datasets(b)
+    for split in sorted(set(data_a) | set(data_b)):
+        ref_a, ref_b = data_a.get(split, {}), data_b.get(split, {})
+        fingerprint = ref_a.get("fingerprint")
+        same = bool(fingerprint) and fingerprint == ref_b.get("fingerprint")
+        text_a, text_b = (f"{ref.get('uri')} ({(ref.get('fingerprint') or '')[:12]})" if ref else None
+                          for ref in (ref_a, ref_b))
+        rows.append({"key": f"{split} data", "a": text_a, "b": text_b, "differs": not same and text_a != text_b,
+                     "same_data": f"same data (fingerprint {fingerprint[:12]})" if same else None})
+    return rows
+
+
+def _run_lineage(version: ModelVersion) -> dict[str, Any]:
+    return {
         "code version": version.code_version,
         "dag run": f"{version.dag_id} / {version.run_id}" if version.dag_id else None,
         "task": version.task_id,
         "created by": version.created_by,
         **{f"{lib} version": v for lib, v in sorted((version.library_versions or {}).items())},
     }
+
+
+def _promote_choices(
+    rows: list[dict[str, Any]], default: int | None, default_evaluation: EvaluationRecord | None
+) -> dict[str, Any]:
+    """The promote form's versions (the page's active ones, and the default wherever it is), newest first,
+    each marked when its latest evaluation failed; the default is the newest that passed (else the champion)."""
+    choices = {row["version"]: row["gate"] for row in rows if row["status"] == "active"}
+    if default is not None:
+        choices.setdefault(default, None if default_evaluation is None else
+                           "passed" if default_evaluation.passed else "failed")
+    selected = default if default is not None else max(choices, default=None)
+    return {
+        "selected": selected,
+        "options": [{"version": v, "failed": gate == "failed", "selected": v == selected}
+                    for v, gate in sorted(choices.items(), reverse=True)],
+    }
+
+
+def _drift_chart(drift: list[DriftRecord], config: PipelineConfig | None) -> str:
+    """Data and prediction drift share over time, on a fixed 0-1 axis with the pipeline's drift threshold."""
+    threshold = [ReferenceLine("drift threshold", config.drift.drift_share, "threshold")] if config else []
+    return time_chart_svg(
+        "drift share over time",
+        [TimeSeries(f"{kind} drift", f"{kind}-drift",
+                    [TimePoint(d.at, d.drift_share, d.passed) for d in drift if d.kind == kind])
+         for kind in ("data", "prediction")],
+        threshold,
+        value_range=UNIT_INTERVAL,
+    )
+
+
+def slice_table(slice_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per-slice results as a table: one row per "column=value" with its rows, each metric and any note."""
+    columns = sorted({key for values in slice_metrics.values() if isinstance(values, dict) for key in values}
+                     - {"rows", "note", "error"})
+    rows = []
+    for key, values in sorted(slice_metrics.items()):
+        values = values if isinstance(values, dict) else {"note": values}
+        rows.append({"slice": key, "rows": values.get("rows"), "metrics": {c: values.get(c) for c in columns},
+                     "note": values.get("error") or values.get("note")})
+    return {"columns": columns, "rows": rows}
 
 
 def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
@@ -447,6 +572,6 @@ def _run_summary(version: ModelVersion | None) -> dict[str, Any] | None:
             "at": version.created_at.isoformat()}
 
 
-def _drift_summary(record: Any) -> dict[str, Any]:
+def _drift_summary(record: DriftRecord) -> dict[str, Any]:
     return {"passed": record.passed, "drift_share": record.drift_share, "at": record.at.isoformat(),
             "report_uri": record.report_uri}

@@ -1,8 +1,8 @@
 """The registry plugin in a real Airflow api-server: its API, its security and its pages in Chromium.
 
 A PostgreSQL registry is seeded with three versions of `churn` (champion moved
-v1 -> v2, evaluations and a drift check with HTML reports in the artifact
-root); the api-server loads the plugin through the package's entry point (once: no
+v1 -> v2, v3 failed its gate, evaluations with slices and a drift check with HTML
+reports in the artifact root, batch-inference runs); the api-server loads the plugin through the package's entry point (once: no
 "already registered" warning) and reaches the registry
 through the `mlops_registry` connection like in production.
 """
@@ -34,7 +34,7 @@ PIPELINE_FILE = """\
 pipeline: churn
 data: {train: data/churn/train.parquet, target: churned, ids: [customer_id]}
 model: {flavor: xgboost, task: binary_classification}
-evaluation: {primary_metric: roc_auc}
+evaluation: {primary_metric: roc_auc, thresholds: {roc_auc: {min: 0.85}}}
 monitoring: {labels: labels/churn/, thresholds: {roc_auc: {min: 0.85}}}
 promotion: {protected: [champion], alias_admins: {roles: [admin]}}
 """
@@ -47,7 +47,10 @@ def _seed(registry: ModelRegistry, store: Any) -> dict[str, str]:
             MODEL, artifact_uri=f"{store.root}/models/churn/{version}/model.ubj", artifact_sha256="0" * 64,
             flavor="xgboost", task="binary_classification", params={"max_depth": 3 + version, "eta": 0.1},
             metrics={"validation_roc_auc": auc}, code_version=f"abc{version}",
-            datasets={"train": {"uri": "data/churn/train.parquet", "fingerprint": f"{version}" * 64, "rows": 10, "columns": []}},
+            datasets={"train": {"uri": "data/churn/train.parquet", "fingerprint": f"{version}" * 64, "rows": 10, "columns": []},
+                      # The same test rows copied to a new path for each run: the same data.
+                      "test": {"uri": f"data/churn/v{version}/test.parquet", "fingerprint": "e" * 64, "rows": 5,
+                               "columns": []}},
             dag_id="churn__retrain", run_id=f"manual__v{version}", task_id="train", created_by="airflow",
         )
         report = store.write_bytes(f"reports/churn/evaluation-v{version}.html",
@@ -55,7 +58,9 @@ def _seed(registry: ModelRegistry, store: Any) -> dict[str, str]:
         reports[f"v{version}"] = report.uri
         registry.record_evaluation(MODEL, version, metrics={"roc_auc": auc - 0.01, "accuracy": 0.8},
                                    passed=version != 3, report_uri=report.uri, run_id=f"manual__v{version}",
-                                   compared_to_version=version - 1 or None, dataset_fingerprint="f" * 64)
+                                   compared_to_version=version - 1 or None, dataset_fingerprint="f" * 64,
+                                   slice_metrics={"plan=basic": {"rows": 40, "roc_auc": auc - 0.05},
+                                                  "plan=trial": {"rows": 3, "note": "fewer than 30 rows: not scored"}})
     registry.set_alias(MODEL, "champion", 1, actor="airflow", reason="first model", dag_id="churn__retrain",
                        run_id="manual__v1")
     registry.set_alias(MODEL, "champion", 2, actor="airflow", reason="beats v1 on roc_auc", dag_id="churn__retrain",
@@ -324,23 +329,33 @@ def test_the_version_page_shows_who_approved_and_who_rejected(ui):
     assert {(e["kind"], e["approver"], e["approval_comment"]) for e in history} >= {("set", "bob", "checked the slices")}
 
 
+def _chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    )
+
+
+def _logged_in_page(ui, browser: Any, color_scheme: str = "light") -> Any:
+    """A page logged in to Airflow as admin; `color_scheme` is what prefers-color-scheme answers."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, color_scheme=color_scheme)
+    page.goto(f"{ui.base_url}/auth/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    return page
+
+
 @pytest.mark.browser
 def test_browser_rollback_of_the_champion(ui, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+        browser = _chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{ui.base_url}/auth/login")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", "admin-password")
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+            page = _logged_in_page(ui, browser)
 
             # The nav entry opens the models page inside Airflow.
             page.goto(f"{ui.base_url}/plugin/mlops-models")
@@ -399,3 +414,74 @@ def test_plugin_adds_the_nav_entry_and_the_dag_run_tab(ui):
     href = views["mlops-run"]["href"].replace("{DAG_ID}", "churn__retrain").replace("{RUN_ID}", "manual__v2")
     status, _, page = call(ui, "GET", href, token=ui.token("viewer"))
     assert status == 200 and b"/mlops/models/churn/versions/2" in page
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_browser_pages_in_light_and_dark_mode(ui, screenshots, scheme):
+    """Every page in both colour schemes, with what issue 20 asked of them: batch runs on the model page,
+    versions paged by number, the promote form preselecting the newest version that passed its gate and
+    warning about one that failed, data compared by fingerprint, slices as tables, threshold lines."""
+    from playwright.sync_api import expect, sync_playwright
+
+    model_url = f"{ui.base_url}/mlops/models/{MODEL}"
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = _logged_in_page(ui, browser, scheme)
+            page.goto(f"{ui.base_url}/mlops/models")
+            expect(page.locator(f"tr[data-model={MODEL}] td.champion")).to_contain_text("v")
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == ("rgb(17, 17, 19)" if scheme == "dark" else "rgb(250, 250, 250)")
+            page.screenshot(path=str(screenshots / f"{scheme}-1-models.png"), full_page=True)
+
+            page.goto(model_url)
+            runs = page.locator("#scoring-runs")
+            expect(runs.locator("tr[data-run=scheduled__w1]")).to_contain_text("1,000")
+            expect(runs.locator("tr[data-run=scheduled__w1] a").first).to_have_attribute(
+                "href", "/dags/churn__batch_inference/runs/scheduled__w1")
+            href = runs.locator("tr[data-run=scheduled__w0] a.manifest").get_attribute("href")
+            assert href.startswith("/mlops/manifests?uri=") and href.endswith("_manifest.json")
+            promote = page.locator("#promote-form")
+            select = promote.locator("select[name=version]")
+            expect(select).to_have_value("2")  # v3 is newer but failed its gate
+            expect(select.locator("option[value='3']")).to_have_text("v3 ⚠ failed its gate")
+            expect(page.locator("#promote-warning")).to_be_hidden()
+            select.select_option("3")
+            expect(page.locator("#promote-warning")).to_be_visible()
+            expect(page.locator("#promote-warning")).to_contain_text("v3 failed its gate")
+            expect(page.locator("tr[data-version='3'] td.gate")).to_have_text("failed its gate")
+            expect(page.locator("#metric-chart .reference.threshold title")).to_have_text("gate min: 0.85")
+            expect(page.locator("#drift-chart .reference.threshold title")).to_have_text("drift threshold: 0.5")
+            page.screenshot(path=str(screenshots / f"{scheme}-2-model.png"), full_page=True)
+
+            # Two versions a page: newest first, then the older page by the link, and back.
+            page.goto(f"{model_url}?limit=2")
+            expect(page.locator("#versions tr[data-version]")).to_have_count(2)
+            expect(page.locator("#versions tr[data-version]").first).to_have_attribute("data-version", "3")
+            page.click("#older-versions")
+            expect(page.locator("#versions tr[data-version]")).to_have_count(1)
+            expect(page.locator("#versions tr[data-version]").first).to_have_attribute("data-version", "1")
+            expect(page.locator("#older-versions")).to_have_count(0)
+            page.click("#newer-versions")
+            expect(page.locator("#versions tr[data-version]").first).to_have_attribute("data-version", "3")
+
+            page.goto(f"{model_url}/versions/1")
+            slices = page.locator(".evaluation table.slices").first
+            expect(slices.locator("tr[data-slice='plan=basic']")).to_contain_text("40")
+            expect(slices.locator("tr[data-slice='plan=trial']")).to_contain_text("not scored")
+            assert "{" not in page.locator(".evaluation").first.inner_text()
+            page.screenshot(path=str(screenshots / f"{scheme}-3-version.png"), full_page=True)
+
+            page.goto(f"{model_url}/compare?a=1&b=2")
+            test_data = page.locator("#compare-lineage tr[data-key='test data']")
+            expect(test_data.locator(".same-data")).to_have_text(f"same data (fingerprint {'e' * 12})")
+            expect(test_data).not_to_have_class("differs")
+            expect(page.locator("#compare-lineage tr[data-key='train data']")).to_have_class("differs")
+            page.screenshot(path=str(screenshots / f"{scheme}-4-compare.png"), full_page=True)
+
+            page.goto(f"{model_url}/monitoring")
+            expect(page.locator("#performance-roc_auc svg .reference.threshold title")).to_have_text("threshold min: 0.85")
+            page.screenshot(path=str(screenshots / f"{scheme}-5-monitoring.png"), full_page=True)
+        finally:
+            browser.close()

@@ -150,8 +150,9 @@ def line_chart_svg(
     coords = [(frame.left + i * step, frame.y(v)) for i, (_, v) in enumerate(values)]
     label_width = max(len(label) for label, _ in values) * CHAR_WIDTH + 12
     every = max(1, math.ceil(label_width / step)) if len(values) > 1 else 1
-    labels = "".join(frame.x_label(x, label) for i, ((x, _), (label, _)) in enumerate(zip(coords, values, strict=True))
-                     if i % every == 0 or i == len(values) - 1 and i % every > every // 2)
+    shown = list(range(0, len(values), every))
+    shown[-1] = len(values) - 1  # the newest always has its label (in place of a neighbour too close to it)
+    labels = "".join(frame.x_label(coords[i][0], values[i][0]) for i in shown)
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{e(label)}: {v:.4g}</title></circle>'
         for (x, y), (label, v) in zip(coords, values, strict=True)
@@ -222,13 +223,14 @@ def time_chart_svg(
             return (frame.left + frame.plot_right) / 2
         return frame.left + (at - first).total_seconds() / seconds * (frame.plot_right - frame.left)
 
-    ticks = [first, first + (last - first) / 2, last] if seconds else [first]
     tick_format = "%Y-%m-%d %H:%M:%S" if 0 < seconds < 3600 else "%Y-%m-%d %H:%M"
+    # One label per distinct text: points a few seconds apart would print the same time three times.
+    ticks = {at.strftime(tick_format): at for at in (first, first + (last - first) / 2, last)}.items()
     legend = [(s.name, s.style, "series") for s in plotted if s.points]
     legend += [(f"{line.name} {line.value:.4g}", line.style, "reference") for line in references]
     return (
         frame.open(title, " time-chart") + frame.y_axis(y_ticks)
-        + "".join(frame.x_label(x(at), at.strftime(tick_format)) for at in ticks)
+        + "".join(frame.x_label(x(at), text) for text, at in ticks)
         + frame.references(references) + "".join(_series_svg(s, x, frame.y) for s in plotted)
         + frame.legend(legend) + "</svg>"
     )

@@ -1,0 +1,217 @@
+"""The models and model pages at scale, the promote default, compare by fingerprint and the chart axes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from airflow_mlops.config import parse_pipeline_config
+from airflow_mlops.evaluation.gate import _slice_table
+from airflow_mlops.registry import ModelRegistry
+from airflow_mlops.storage import open_store
+from airflow_mlops.ui.charts import (
+    ReferenceLine,
+    TimePoint,
+    TimeSeries,
+    axis_range,
+    line_chart_svg,
+    time_chart_svg,
+)
+from airflow_mlops.ui.views import RegistryViews
+
+PIPELINE = {
+    "pipeline": "churn",
+    "data": {"train": "data/churn/train.parquet", "target": "churned"},
+    "model": {"flavor": "xgboost", "task": "binary_classification"},
+    "evaluation": {"primary_metric": "roc_auc", "thresholds": {"roc_auc": {"min": 0.85}}},
+    "drift": {"drift_share": 0.3},
+}
+
+# ---------------------------------------------------------------------- axes
+
+
+def test_a_flat_series_gets_a_small_round_range_around_its_value():
+    low, high, ticks = axis_range([0.9, 0.9, 0.9])
+    assert (low, high) == pytest.approx((0.88, 0.92))
+    assert ticks == pytest.approx([0.88, 0.89, 0.9, 0.91, 0.92])
+
+
+def test_a_clamped_axis_never_leaves_the_unit_interval():
+    assert axis_range([1.0], clamp=(0.0, 1.0))[:2] == pytest.approx((0.98, 1.0))
+    low, high, ticks = axis_range([0.0, 0.02, 0.05], clamp=(0.0, 1.0))
+    assert low == 0.0 and high <= 1.0 and min(ticks) >= 0.0
+    assert axis_range([0.0, 0.02], clamp=None)[0] < 0  # unclamped quantities may go below zero
+
+
+def test_ticks_are_round_and_cover_the_values():
+    low, high, ticks = axis_range([0.873, 0.912, 0.951])
+    assert low <= 0.873 and high >= 0.951 and len(ticks) >= 3
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(steps) == 1 and steps.pop() in (0.01, 0.02, 0.025, 0.05)
+
+
+def test_line_chart_draws_threshold_lines_and_keeps_labels_inside():
+    points = [(f"v{i}", 0.9) for i in range(1, 101)]
+    svg = line_chart_svg(points, "roc_auc", [ReferenceLine("gate min", 0.85, "threshold")], clamp=(0.0, 1.0))
+    assert '<g class="reference threshold">' in svg and "<title>gate min: 0.85</title>" in svg
+    labels = re.findall(r'text-anchor="(start|middle|end)">(v\d+)<', svg)
+    assert labels[0] == ("start", "v1") and labels[-1] == ("end", "v100")
+    assert len(labels) < 20  # thinned so that neighbours do not overlap
+    ticks = [float(t) for t in re.findall(r'text-anchor="end">([0-9.]+)</text>', svg)]
+    assert min(ticks) <= 0.85 and max(ticks) <= 1.0  # the threshold is in range; roc_auc never above 1
+
+
+def test_time_chart_date_labels_hang_inwards_and_shares_stay_in_0_1():
+    start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    series = TimeSeries("data drift", "data-drift", [TimePoint(start, 0.4), TimePoint(start + timedelta(days=3), 0.6)])
+    svg = time_chart_svg("drift share", [series], [ReferenceLine("drift threshold", 0.5, "threshold")],
+                         value_range=(0.0, 1.0))
+    assert 'text-anchor="start">2025-03-01 00:00<' in svg and 'text-anchor="end">2025-03-04 00:00<' in svg
+    assert "-0." not in svg.split("</text>", 1)[1].split("<g class")[0]  # no negative tick
+
+
+def test_the_gate_report_renders_slices_as_a_table():
+    html = _slice_table({"plan=basic": {"rows": 300, "roc_auc": 0.7}, "plan=trial": {"rows": 3, "note": "too few"},
+                         "region": {"error": "column 'region' is not in the test set"}})
+    assert "{" not in html and "<th>roc_auc</th>" in html and "<td class=num>0.7</td>" in html
+    assert "too few" in html and "not in the test set" in html
+
+
+# ---------------------------------------------------------------------- pages
+
+
+def _register(registry: ModelRegistry, name: str, versions: int, *, failed: set[int] = frozenset()) -> None:
+    for version in range(1, versions + 1):
+        registry.register_version(
+            name, artifact_uri=f"/m/{name}/{version}", artifact_sha256="0" * 64, flavor="xgboost",
+            task="binary_classification", params={"depth": version}, metrics={"validation_roc_auc": 0.9},
+            datasets={"test": {"uri": f"data/{name}/v{version}/test.parquet", "fingerprint": "e" * 64}},
+            dag_id=f"{name}__retrain", run_id=f"manual__{version}", task_id="train",
+        )
+        registry.record_evaluation(name, version, metrics={"roc_auc": 0.9}, passed=version not in failed,
+                                   slice_metrics={"plan=basic": {"rows": 30, "roc_auc": 0.8}})
+
+
+@contextmanager
+def counted(registry: ModelRegistry) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if not statement.lstrip().upper().startswith(("PRAGMA", "BEGIN", "COMMIT", "ROLLBACK")):
+            statements.append(statement)
+
+    engines = (registry.engine, registry._reader)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def registry(mlops_home: Path) -> ModelRegistry:
+    return ModelRegistry(f"sqlite:///{mlops_home}/registry.db", upgrade=True)
+
+
+def _views(registry: ModelRegistry, mlops_home: Path) -> RegistryViews:
+    return RegistryViews(registry, open_store(str(mlops_home)), {"churn": parse_pipeline_config(PIPELINE)})
+
+
+def test_the_models_page_runs_the_same_queries_for_3_models_as_for_12(registry, mlops_home):
+    views = _views(registry, mlops_home)
+    for i in range(3):
+        _register(registry, f"m{i:02d}", 2)
+        registry.set_alias(f"m{i:02d}", "champion", 1, reason="first")
+        registry.record_drift(f"m{i:02d}", drift_share=0.1, drifted_columns=[], passed=True)
+    with counted(registry) as few:
+        rows = views.models()
+    for i in range(3, 12):
+        _register(registry, f"m{i:02d}", 4)
+        registry.set_alias(f"m{i:02d}", "champion", 2, reason="first")
+        registry.record_drift(f"m{i:02d}", drift_share=0.1, drifted_columns=[], passed=True)
+    with counted(registry) as many:
+        more = views.models()
+    assert len(rows) == 3 and len(more) == 12
+    assert len(many) == len(few) <= 10
+    assert more[5] | {"last_training": None, "last_drift": None} == {
+        "name": "m05", "alias": "champion", "champion_version": 2, "primary_metric": "roc_auc", "primary_value": 0.9,
+        "versions": 4, "last_training": None, "last_drift": None}
+    assert more[5]["last_training"]["version"] == 4 and more[5]["last_drift"]["drift_share"] == 0.1
+    page = views.models_page()
+    assert page["next_after"] is None and len(page["models"]) == 12
+    assert [m["name"] for m in views.models(after="m09")] == ["m10", "m11"]
+
+
+def test_the_model_page_pages_versions_by_number_with_a_bounded_number_of_queries(registry, mlops_home):
+    views = _views(registry, mlops_home)
+    _register(registry, "churn", 5)
+    with counted(registry) as few:
+        views.model("churn", limit=2)
+    _register(registry, "churn_big", 60)
+    with counted(registry) as many:
+        first = views.model("churn_big", limit=20)
+    assert len(many) == len(few)
+    assert [v["version"] for v in first["versions"]] == list(range(60, 40, -1))
+    assert first["paging"] == {"limit": 20, "total": 60, "newer": None, "older": 41}
+    middle = views.model("churn_big", older_than=41, limit=20)
+    assert [v["version"] for v in middle["versions"]] == list(range(40, 20, -1))
+    assert middle["paging"] == {"limit": 20, "total": 60, "newer": 40, "older": 21}
+    last = views.model("churn_big", older_than=21, limit=20)
+    assert last["versions"][-1]["version"] == 1 and last["paging"]["older"] is None
+    back = views.model("churn_big", newer_than=20, limit=20)
+    assert [v["version"] for v in back["versions"]] == list(range(40, 20, -1)) and back["paging"]["newer"] == 40
+    assert views.model("churn_big", newer_than=40, limit=20)["paging"]["newer"] is None
+
+
+def test_promote_defaults_to_the_newest_version_that_passed_and_marks_failed_ones(registry, mlops_home):
+    views = _views(registry, mlops_home)
+    _register(registry, "churn", 4, failed={3, 4})
+    registry.set_alias("churn", "champion", 1, reason="first")
+    promote = views.model("churn")["promote"]
+    assert promote["selected"] == 2 and "passed" in promote["why"]
+    assert [(o["version"], o["failed"]) for o in promote["options"]] == [(4, True), (3, True), (2, False), (1, False)]
+    # v2 fails a re-evaluation: no version passed, so the champion is preselected.
+    registry.record_evaluation("churn", 2, metrics={"roc_auc": 0.5}, passed=False)
+    registry.record_evaluation("churn", 1, metrics={"roc_auc": 0.5}, passed=False)
+    promote = views.model("churn")["promote"]
+    assert promote["selected"] == 1 and "current champion" in promote["why"]
+    # The default is offered even when it is not on the page shown.
+    assert 1 in [o["version"] for o in views.model("churn", limit=1)["promote"]["options"]]
+
+
+def test_model_page_lists_scoring_runs_and_draws_the_gate_and_drift_thresholds(registry, mlops_home):
+    views = _views(registry, mlops_home)
+    _register(registry, "churn", 3)
+    registry.record_scoring_run("churn", 2, dag_id="churn__batch_inference", run_id="scheduled__1",
+                                manifest_uri=f"{mlops_home}/p/_manifest.json", output_prefix=f"{mlops_home}/p",
+                                rows=1234, seconds=3.5)
+    registry.record_drift("churn", drift_share=0.4, drifted_columns=["a"], passed=False)
+    model = views.model("churn")
+    assert [(r["version"], r["rows"], r["run_id"]) for r in model["scoring_runs"]] == [(2, 1234, "scheduled__1")]
+    assert "<title>gate min: 0.85</title>" in model["metric_chart"]
+    assert "<title>drift threshold: 0.3</title>" in model["drift_chart"]
+
+
+def test_compare_calls_data_with_equal_fingerprints_the_same_whatever_the_path(registry, mlops_home):
+    _register(registry, "churn", 2)
+    lineage = {row["key"]: row for row in _views(registry, mlops_home).compare("churn", 1, 2)["lineage"]}
+    test = lineage["test data"]
+    assert test["differs"] is False and test["same_data"] == f"same data (fingerprint {'e' * 12})"
+    assert "v1/test.parquet" in test["a"] and "v2/test.parquet" in test["b"]
+    assert lineage["dag run"]["differs"] is True
+
+
+def test_version_page_has_slice_tables(registry, mlops_home):
+    _register(registry, "churn", 1)
+    version = _views(registry, mlops_home).version("churn", 1)
+    assert version["gate"] == "passed"
+    assert version["evaluations"][0]["slices"] == {
+        "columns": ["roc_auc"], "rows": [{"slice": "plan=basic", "rows": 30, "metrics": {"roc_auc": 0.8}, "note": None}]}

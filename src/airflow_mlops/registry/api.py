@@ -1001,34 +1001,26 @@ class ModelRegistry:
     # A fixed number of statements each, whatever the number of models or versions:
     # the registry pages stay fast with 100,000 versions of a model.
 
-    def models_page(self, *, after: str | None = None, limit: int = 50) -> list[tuple[RegisteredModel, int]]:
-        """Up to `limit` models named after `after`, by name, each with its number of versions."""
+    def models_page(self, *, after: str | None = None, limit: int = 50) -> list[RegisteredModel]:
+        """Up to `limit` models named after `after`, by name, each with its aliases and newest version number
+        (which is also its number of versions: numbers never skip and versions are never deleted)."""
+        # Correlated per model, max() is one step down the (model_id, version) index; grouped, it reads them all.
+        latest = (select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == RegisteredModelRow.id)
+                  .correlate(RegisteredModelRow).scalar_subquery())
+        query = select(RegisteredModelRow, latest).order_by(RegisteredModelRow.name).limit(limit)
+        if after is not None:
+            query = query.where(RegisteredModelRow.name > after)
         with self._read() as session:
-            query = select(RegisteredModelRow).order_by(RegisteredModelRow.name).limit(limit)
-            if after is not None:
-                query = query.where(RegisteredModelRow.name > after)
-            models = session.scalars(query).all()
-            ids = [m.id for m in models]
-            stats = {
-                model_id: (count, latest) for model_id, count, latest in session.execute(
-                    select(ModelVersionRow.model_id, func.count(), func.max(ModelVersionRow.version))
-                    .where(ModelVersionRow.model_id.in_(ids)).group_by(ModelVersionRow.model_id)
-                )
-            }
+            models = session.execute(query).all()
             aliases: dict[int, dict[str, int]] = {}
-            for row in session.scalars(select(AliasRow).where(AliasRow.model_id.in_(ids)).order_by(AliasRow.alias)):
+            held = select(AliasRow).where(AliasRow.model_id.in_([m.id for m, _ in models])).order_by(AliasRow.alias)
+            for row in session.scalars(held):
                 aliases.setdefault(row.model_id, {})[row.alias] = row.version
         return [
-            (RegisteredModel(name=m.name, description=m.description, tags=dict(m.tags or {}), created_at=m.created_at,
-                             latest_version=stats.get(m.id, (0, None))[1], aliases=aliases.get(m.id, {})),
-             stats.get(m.id, (0, None))[0])
-            for m in models
+            RegisteredModel(name=m.name, description=m.description, tags=dict(m.tags or {}), created_at=m.created_at,
+                            latest_version=newest, aliases=aliases.get(m.id, {}))
+            for m, newest in models
         ]
-
-    def version_count(self, name: str) -> int:
-        with self._read() as session:
-            model = self._model(session, name)
-            return session.scalar(select(func.count()).where(ModelVersionRow.model_id == model.id)) or 0
 
     def version_window(
         self, name: str, *, limit: int, older_than: int | None = None, newer_than: int | None = None

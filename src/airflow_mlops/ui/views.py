@@ -103,14 +103,14 @@ class RegistryViews:
         """One row per registered model (by name, after `after`): champion, its primary metric, versions,
         last training run, last drift check. A fixed number of queries, whatever the number of models."""
         page = self.registry.models_page(after=after, limit=limit)
-        aliases = {m.name: self.settings(m.name).alias for m, _ in page}
-        champions = {(m.name, m.aliases[aliases[m.name]]) for m, _ in page if aliases[m.name] in m.aliases}
-        latest = {(m.name, m.latest_version) for m, _ in page if m.latest_version}
+        aliases = {m.name: self.settings(m.name).alias for m in page}
+        champions = {(m.name, m.aliases[aliases[m.name]]) for m in page if aliases[m.name] in m.aliases}
+        latest = {(m.name, m.latest_version) for m in page if m.latest_version}
         versions = self.registry.versions_at(champions | latest)
         evaluations = self.registry.latest_evaluations(champions)
-        drift = self.registry.latest_drift([m.name for m, _ in page])
+        drift = self.registry.latest_drift([m.name for m in page])
         rows = []
-        for model, count in page:
+        for model in page:
             newest = versions.get((model.name, model.latest_version))
             settings = self.settings(model.name, newest.task if newest else None)
             champion_version = model.aliases.get(settings.alias)
@@ -122,7 +122,7 @@ class RegistryViews:
                 "champion_version": champion_version,
                 "primary_metric": settings.primary_metric,
                 "primary_value": self._primary_value(champion, evaluation, settings) if champion else None,
-                "versions": count,
+                "versions": model.latest_version or 0,  # numbers never skip: the newest is the count
                 "last_training": _run_summary(newest),
                 "last_drift": _drift_summary(drift[model.name]) if model.name in drift else None,
             })
@@ -196,7 +196,7 @@ class RegistryViews:
         has_newer = bool(page) and page[0].version < latest
         return page, {
             "limit": limit,
-            "total": self.registry.version_count(name),
+            "total": latest,  # version numbers never skip, and versions are never deleted
             "newer": page[0].version if page and has_newer else None,
             "older": page[-1].version if page and has_older else None,
         }

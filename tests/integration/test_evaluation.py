@@ -131,6 +131,10 @@ def test_slices_are_reported_with_a_minimum_size(models, data):
     assert set(slices) == {"size=large", "size=small"}
     small_or_large = [v for v in slices.values() if "roc_auc" in v]
     assert small_or_large and all(0 <= v["roc_auc"] <= 1 for v in small_or_large)
+    report = models["store"].read_bytes("r/s.html").decode()
+    section = report.split("<h2>Slices</h2>", 1)[1]
+    assert section.startswith("<table class=slices>") and "{" not in section  # a table, not printed dicts
+    assert "<td>size=large</td>" in section and "<th>roc_auc</th>" in section
 
 
 def test_metrics_match_sklearn_and_know_their_direction():

@@ -273,7 +273,7 @@ def test_validate_a_good_and_a_broken_file(iris_csv, tmp_path, capsys, monkeypat
     assert any(line.startswith("broken.yaml: validation.expectations[") and "got {'expect': 'not_nul'" in line for line in err)
 
     # A folder is checked as the DAG templates load it, with the same lines as the import error.
-    from airflow_mlops.templates import raise_for_broken_pipeline_files
+    from airflow_mlops.dag_factory import raise_for_broken_pipeline_files
 
     assert main(["validate", str(tmp_path / "configs")]) == 1
     captured = capsys.readouterr()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
-from airflow_mlops.registry.convert import approval_columns, to_record
+from airflow_mlops.registry.convert import RecordT, approval_columns, to_record
 from airflow_mlops.registry.engine import default_registry_url, registry_engine
 from airflow_mlops.registry.models import (
     AliasCursorRow,
@@ -628,12 +628,8 @@ class ModelRegistry:
             return to_record(EvaluationRecord, row, name=name)
 
     def evaluations(self, name: str, version: int | None = None) -> list[EvaluationRecord]:
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(EvaluationRow).where(EvaluationRow.model_id == model.id)
-            if version is not None:
-                query = query.where(EvaluationRow.version == version)
-            return [to_record(EvaluationRecord, row, name=name) for row in session.scalars(query.order_by(EvaluationRow.id))]
+        """Evaluations, oldest first (of one version when `version` is given)."""
+        return self._history(name, EvaluationRow, EvaluationRecord, version=version)
 
     def record_drift(
         self,
@@ -665,12 +661,7 @@ class ModelRegistry:
 
     def drift_records(self, name: str, *, kind: str | None = None) -> list[DriftRecord]:
         """Drift records, oldest first (every kind when `kind` is None)."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(DriftRow).where(DriftRow.model_id == model.id)
-            if kind is not None:
-                query = query.where(DriftRow.kind == kind)
-            return [to_record(DriftRecord, row, name=name) for row in session.scalars(query.order_by(DriftRow.id))]
+        return self._history(name, DriftRow, DriftRecord, kind=kind)
 
     # ------------------------------------------------------------ monitoring
 
@@ -790,15 +781,20 @@ class ModelRegistry:
         self, name: str, *, kind: str | None = None, version: int | None = None, limit: int = 500
     ) -> list[PerformanceRecord]:
         """The newest `limit` performance records, returned oldest first (for charts)."""
+        return self._history(name, PerformanceRow, PerformanceRecord, limit=limit, kind=kind, version=version)
+
+    def _history(self, name: str, row_type: Any, record_type: type[RecordT], *, limit: int | None = None,
+                 **equal: Any) -> list[RecordT]:
+        """A model's records of one kind, oldest first: the newest `limit` of them (all when None), filtered
+        on each column in `equal` whose value is not None."""
         with self._read() as session:
             model = self._model(session, name)
-            query = select(PerformanceRow).where(PerformanceRow.model_id == model.id)
-            if kind is not None:
-                query = query.where(PerformanceRow.kind == kind)
-            if version is not None:
-                query = query.where(PerformanceRow.version == version)
-            rows = list(session.scalars(query.order_by(PerformanceRow.id.desc()).limit(limit)))
-            return [to_record(PerformanceRecord, row, name=name) for row in reversed(rows)]
+            query = select(row_type).where(row_type.model_id == model.id)
+            for column, value in equal.items():
+                if value is not None:
+                    query = query.where(getattr(row_type, column) == value)
+            rows = list(session.scalars(query.order_by(row_type.id.desc()).limit(limit)))
+            return [to_record(record_type, row, name=name) for row in reversed(rows)]
 
 
 DRIFT_KINDS = ("data", "prediction")

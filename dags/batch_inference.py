@@ -9,7 +9,7 @@ version's test predictions) and, with `monitoring.estimate`, estimated performan
 
 from airflow.sdk import DAG
 
-from airflow_mlops import templates
+from airflow_mlops import dag_factory
 from airflow_mlops.operators import (
     CommitBatchOperator,
     EstimatePerformanceOperator,
@@ -20,13 +20,13 @@ from airflow_mlops.operators import (
     ValidateDataOperator,
 )
 
-for config in templates.pipelines(__file__):
-    args = templates.operator_args(config)
+for config in dag_factory.pipelines(__file__):
+    args = dag_factory.operator_args(config)
 
     with DAG(
-        schedule=templates.inference_schedule(config),
-        params=templates.inference_params(config),
-        **templates.dag_kwargs(config, "batch_inference", "score new data with the champion"),
+        schedule=dag_factory.inference_schedule(config),
+        params=dag_factory.inference_params(config),
+        **dag_factory.dag_kwargs(config, "batch_inference", "score new data with the champion"),
     ):
         pin = PinModelOperator(task_id="pin_model", alias="{{ params.alias }}", version="{{ params.version }}", **args)
         validate = ValidateDataOperator(

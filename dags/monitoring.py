@@ -13,29 +13,29 @@ from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG
 
-from airflow_mlops import templates
+from airflow_mlops import dag_factory
 from airflow_mlops.operators import MonitorPerformanceOperator
 
-for config in templates.pipelines(__file__):
+for config in dag_factory.pipelines(__file__):
     if config.monitoring is None:
         continue
-    args = templates.operator_args(config)
+    args = dag_factory.operator_args(config)
 
     with DAG(
-        schedule=templates.monitoring_schedule(config),
-        params=templates.monitoring_params(config),
-        **templates.dag_kwargs(config, "monitor", "watch the served model's performance"),
+        schedule=dag_factory.monitoring_schedule(config),
+        params=dag_factory.monitoring_params(config),
+        **dag_factory.dag_kwargs(config, "monitor", "watch the served model's performance"),
     ):
         monitor = MonitorPerformanceOperator(
             task_id="monitor", labels_uri="{{ params.labels }}", window="{{ params.window }}", **args
         )
         if config.monitoring.on_degradation == "retrain":
             degraded = ShortCircuitOperator(
-                task_id="degraded", python_callable=templates.is_degraded, op_args=[monitor.output]
+                task_id="degraded", python_callable=dag_factory.is_degraded, op_args=[monitor.output]
             )
             retrain = TriggerDagRunOperator(
                 task_id="start_retraining",
-                trigger_dag_id=templates.dag_id(config, "retrain"),
+                trigger_dag_id=dag_factory.dag_id(config, "retrain"),
                 conf={"reason": "degradation: {{ ti.xcom_pull(task_ids='monitor')['gate']['summary'] }}"},
             )
             monitor >> degraded >> retrain

@@ -4,6 +4,6 @@ The three templates skip a broken file so the other pipelines keep running;
 this file makes the problem visible in the Airflow UI's import errors.
 """
 
-from airflow_mlops import templates
+from airflow_mlops import dag_factory
 
-templates.raise_for_broken_pipeline_files(__file__)
+dag_factory.raise_for_broken_pipeline_files(__file__)

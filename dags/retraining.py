@@ -17,7 +17,7 @@ trials in mapped batches; train then uses the best params (see docs/tuning.md).
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from airflow_mlops import templates
+from airflow_mlops import dag_factory
 from airflow_mlops.operators import (
     AnnounceAliasMovesOperator,
     EvaluateModelOperator,
@@ -30,13 +30,13 @@ from airflow_mlops.operators import (
 )
 from airflow_mlops.operators.approval import PromotionApprovalOperator
 
-for config in templates.pipelines(__file__):
-    args = templates.operator_args(config)
+for config in dag_factory.pipelines(__file__):
+    args = dag_factory.operator_args(config)
 
     with DAG(
-        schedule=templates.retraining_schedule(config),
-        params={**templates.retraining_params(config), **templates.tuning_params(config)},
-        **templates.dag_kwargs(config, "retrain", "retrain, evaluate and promote"),
+        schedule=dag_factory.retraining_schedule(config),
+        params={**dag_factory.retraining_params(config), **dag_factory.tuning_params(config)},
+        **dag_factory.dag_kwargs(config, "retrain", "retrain, evaluate and promote"),
     ):
         validate = ValidateDataOperator(task_id="validate", data_uri="{{ params.training_data }}", **args)
         tuned = config.tuning is not None
@@ -69,7 +69,7 @@ for config in templates.pipelines(__file__):
             evaluated=evaluate.output,
             subject=f"Promote a new {config.pipeline} model to '{config.promotion.alias}'?",
             body="Evaluation: {{ ti.xcom_pull(task_ids='evaluate', key='gate')['summary'] }}",
-            response_timeout=templates.approval_timeout(config),
+            response_timeout=dag_factory.approval_timeout(config),
             **args,
         )
         promote = PromoteModelOperator(
@@ -84,13 +84,13 @@ for config in templates.pipelines(__file__):
 
     with DAG(
         schedule=None,
-        params=templates.rollback_params(config),
-        **templates.dag_kwargs(config, "rollback", "move the champion back one step"),
+        params=dag_factory.rollback_params(config),
+        **dag_factory.dag_kwargs(config, "rollback", "move the champion back one step"),
     ):
         RollbackModelOperator(task_id="rollback", alias="{{ params.alias }}", reason="{{ params.reason }}", **args)
 
     with DAG(
-        schedule=templates.alias_moves_asset(config),
-        **templates.dag_kwargs(config, "announce", "announce every alias move"),
+        schedule=dag_factory.alias_moves_asset(config),
+        **dag_factory.dag_kwargs(config, "announce", "announce every alias move"),
     ):
         AnnounceAliasMovesOperator(task_id="announce", **args)

@@ -2,9 +2,12 @@
 
     .venv/bin/python tests/benchmarks/parse_bench.py [--repeat 5]
 
-Each parse runs in a fresh process that imports Airflow's DagBag first, so only
-the file's own parse is timed. Target: under 0.3 s per template beyond the
-one-task file, and none of the ML libraries imported while parsing.
+Each parse runs in a fresh process that imports Airflow's DagBag first and then
+freezes the garbage collector, as Airflow's dag-processor manager does before it
+forks the processes that parse files; so only the file's own parse is timed, and
+the full-heap collections a production parse never pays are not counted.
+Target: under 0.2 s per template beyond the one-task file, and none of the ML
+libraries imported while parsing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TARGET_SECONDS = 0.2
 HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "pandas", "pyarrow", "boto3")
 ONE_TASK = '''
 import pendulum
@@ -30,8 +34,9 @@ with DAG("one_task", start_date=pendulum.datetime(2024, 1, 1), schedule=None):
     EmptyOperator(task_id="only")
 '''
 CHILD = """
-import json, sys, time
+import gc, json, sys, time
 from airflow.dag_processing.dagbag import DagBag
+gc.freeze()  # as Airflow's dag-processor manager does before it forks the parsing processes
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started
@@ -81,7 +86,7 @@ def main() -> int:
     print(f"{'file':<26}{'DAGs':>5}{'parse s':>9}{'beyond baseline':>17}  heavy imports")
     for label, result in results.items():
         extra = result["seconds"] - base
-        verdict = "" if label.startswith("one-task") else ("  PASS" if extra < 0.3 else "  FAIL (target < 0.3 s)")
+        verdict = "" if label.startswith("one-task") else ("  PASS" if extra < TARGET_SECONDS else f"  FAIL (target < {TARGET_SECONDS} s)")
         print(f"{label:<26}{result['dags']:>5}{result['seconds']:>9.3f}{extra:>16.3f}s  "
               f"{', '.join(result['heavy']) or 'none'}{verdict}")
     return 0

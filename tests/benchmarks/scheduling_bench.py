@@ -72,7 +72,7 @@ def prepare(root: Path, chunks: int) -> dict:
     pipeline = parse_pipeline_config(config)
     trained = train_and_register(pipeline, store, registry, data_uri=written["train"], prefix="bench/train",
                                  lineage={"dag_id": "bench", "run_id": "bench", "task_id": "train"})
-    registry.set_alias(PIPELINE, "champion", trained["model"]["version"], reason="scheduling benchmark")
+    registry.set_alias(PIPELINE, "champion", trained.model.version, reason="scheduling benchmark")
     return {"store": store, "registry": registry, "config": pipeline, "input": "data/bench/input"}
 
 

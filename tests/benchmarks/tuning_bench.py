@@ -112,7 +112,7 @@ store, registry = open_store(), ModelRegistry()
 if sys.argv[2] == "plan":
     planned = steps.plan_tuning(config, store, registry, data_uri=config.data.train, n_trials=config.tuning.n_trials,
                                 params_override=None, prefix="pipelines/bench/runs/bench/tune.plan", run_id="bench")
-    print(json.dumps(planned["batches"]))
+    print(json.dumps(planned.batches))
 else:
     # The training itself, timed as on the plain side: each fit and its validation score.
     training, fit, score = [0.0], base.fit_model, study.validation_score
@@ -126,7 +126,7 @@ else:
         return call
     base.fit_model, study.validation_score = timed(fit), timed(score)
     outcome = steps.run_tuning_batch(config, store, registry, batch=json.loads(sys.argv[2]), worker="bench")
-    print(json.dumps({**outcome, "training_s": training[0]}))
+    print(json.dumps({**outcome.to_dict(), "training_s": training[0]}))
 """
 
 

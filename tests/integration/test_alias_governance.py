@@ -263,7 +263,7 @@ def test_the_rollback_dag_moves_a_protected_alias_only_for_named_alias_admins(re
     with pytest.raises(ForbiddenMoveError, match="only for the users in promotion.alias_admins.users, and alice"):
         rollback_alias(protected, registry, alias="champion", actor="alice", reason="undo")
     assert registry.aliases("churn") == {"champion": 2}
-    assert rollback_alias(protected, registry, alias="champion", actor="oncall", reason="undo")["model"]["version"] == 1
+    assert rollback_alias(protected, registry, alias="champion", actor="oncall", reason="undo").model.version == 1
 
 
 def test_a_move_handed_on_again_is_announced_once(registry):

@@ -126,8 +126,8 @@ def test_the_drift_step_records_the_check_with_its_run_id(store, tmp_path):
     outcome = check_pipeline_drift(config(reference="ref.parquet"), store, registry, current_uri="current.parquet",
                                    report_path="r.html", run_id="manual__2026-11-28")
     record = registry.drift_records("shop")[-1]
-    assert record.drifted_columns == outcome["drifted_columns"] and not record.passed
-    assert record.report_uri == outcome["gate"].report.uri
+    assert record.drifted_columns == outcome.drifted_columns and not record.passed
+    assert record.report_uri == outcome.gate.report.uri
     assert record.run_id == "manual__2026-11-28"
 
 

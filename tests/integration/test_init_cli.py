@@ -273,7 +273,7 @@ def test_validate_a_good_and_a_broken_file(iris_csv, tmp_path, capsys, monkeypat
     assert any(line.startswith("broken.yaml: validation.expectations[") and "got {'expect': 'not_nul'" in line for line in err)
 
     # A folder is checked as the DAG templates load it, with the same lines as the import error.
-    from airflow_mlops.templates import raise_for_broken_pipeline_files
+    from airflow_mlops.dag_factory import raise_for_broken_pipeline_files
 
     assert main(["validate", str(tmp_path / "configs")]) == 1
     captured = capsys.readouterr()
@@ -456,7 +456,7 @@ def test_rows_without_a_target_are_left_out_by_the_file_init_writes(tmp_path, ca
         outcome = train_and_register(config, store, ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}"),
                                      data_uri=str(csv), prefix="runs/r1/train", lineage={"dag_id": "houses__retrain", "run_id": "r1", "task_id": "train", "actor": "test"})
     assert "left out 25 of 300 rows with no 'price'" in caplog.text
-    assert sum(d["rows"] for d in outcome["datasets"].values()) == 275
+    assert sum(d["rows"] for d in outcome.datasets.values()) == 275
 
     # The default stays strict: without the setting the same data is refused, naming the count.
     from airflow_mlops.errors import DataError

@@ -31,7 +31,7 @@ def registry(empty_url) -> ModelRegistry:
 
 
 def _engine(url: str):
-    from airflow_mlops.registry.api import registry_engine
+    from airflow_mlops.registry.engine import registry_engine
 
     return registry_engine(url)
 

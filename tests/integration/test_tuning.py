@@ -77,9 +77,10 @@ def store(mlops_home: Path):
 
 
 def plan_for(config, store, registry, run_id: str = "manual__1", n_trials: int | None = None) -> dict:
+    """The plan as the next tasks see it in XCom (batches) and on the train task's `tuning` (study, datasets)."""
     return steps.plan_tuning(config, store, registry, data_uri=config.data.train,
                              n_trials=n_trials or config.tuning.n_trials, params_override=None,
-                             prefix=f"pipelines/{config.pipeline}/runs/{run_id}/tune.plan", run_id=run_id)
+                             prefix=f"pipelines/{config.pipeline}/runs/{run_id}/tune.plan", run_id=run_id).to_dict()
 
 
 def train(config, store, registry, run_id: str, tuning: dict | None = None):
@@ -87,7 +88,7 @@ def train(config, store, registry, run_id: str, tuning: dict | None = None):
                                    prefix=f"pipelines/{config.pipeline}/runs/{run_id}/train",
                                    lineage={"dag_id": f"{config.pipeline}__retrain", "run_id": run_id, "task_id": "train"},
                                    tuning=tuning)
-    return registry.get_version(config.pipeline, out["model"]["version"])
+    return registry.get_version(config.pipeline, out.model.version)
 
 
 def study_trials(registry: ModelRegistry, study: str):
@@ -124,7 +125,7 @@ def test_the_tuned_model_beats_the_files_params_on_the_validation_split(flavor, 
 
     lineage = tuned.tags["tuning"]
     assert lineage["study"] == planned["study"] == f"{config.pipeline}/manual__1"
-    assert lineage["n_trials"] == 12 == sum(o["completed"] + o["pruned"] + o["failed"] for o in outcomes)
+    assert lineage["n_trials"] == 12 == sum(o.completed + o.pruned + o.failed for o in outcomes)
     assert lineage["metric"] == metric and lineage["completed"] >= 2
     assert {k: tuned.params[k] for k in lineage["best_params"]} == lineage["best_params"]
     assert lineage["best_value"] == pytest.approx(tuned.metrics[f"validation_{metric}"], rel=1e-6), \
@@ -161,12 +162,12 @@ def test_a_retried_batch_reuses_finished_trials_and_resumes_the_running_one(stor
     assert {slot: t.state.name for slot, t in left.items()} == {0: "COMPLETE", 2: "RUNNING"}
 
     retried = steps.run_tuning_batch(config, store, registry, batch=batch)
-    assert (retried["reused"], retried["completed"] + retried["pruned"]) == (1, 2)
+    assert (retried.reused, retried.completed + retried.pruned) == (1, 2)
     trials = {t.user_attrs["slot"]: t for t in study_trials(registry, planned["study"])}
     assert trials[2].number == left[2].number and trials[2].params == left[2].params, \
         "the running trial is resumed with its own params, not replaced"
     again = steps.run_tuning_batch(config, store, registry, batch=batch)
-    assert (again["reused"], again["completed"], again["pruned"]) == (3, 0, 0)
+    assert (again.reused, again.completed, again.pruned) == (3, 0, 0)
     steps.run_tuning_batch(config, store, registry, batch=planned["batches"][1])
     trials = study_trials(registry, planned["study"])
     assert len(trials) == 6 and sorted(t.user_attrs["slot"] for t in trials) == list(range(6))
@@ -182,7 +183,7 @@ def test_params_the_trainer_refuses_fail_their_trials_and_training_says_why(stor
     registry = ModelRegistry()
     planned = plan_for(config, store, registry)
     outcome = steps.run_tuning_batch(config, store, registry, batch=planned["batches"][0])
-    assert (outcome["failed"], outcome["completed"]) == (3, 0)
+    assert (outcome.failed, outcome.completed) == (3, 0)
     with pytest.raises(TrainingError, match=r"no completed trial \(3 started, 3 failed.*the first error: .*max_features"):
         train(config, store, registry, "manual__1", tuning={"study": planned["study"], "datasets": planned["datasets"]})
 
@@ -197,7 +198,7 @@ def test_no_trial_starts_after_the_timeout(store):
     assert datetime.fromisoformat(plan.deadline) > datetime.now(timezone.utc) + timedelta(minutes=59)
     expired = dataclasses.replace(plan, deadline=(datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat())
     outcome = steps.run_tuning_batch(config, store, registry, batch={"plan": expired.to_dict(), "index": 1})
-    assert (outcome["not_started"], outcome["trials"]) == (2, [])
+    assert (outcome.not_started, outcome.trials) == (2, [])
     assert study_trials(registry, planned["study"]) == []
 
 
@@ -352,7 +353,7 @@ def test_the_median_pruner_stops_unpromising_trials_on_their_validation_loss(fla
     registry = ModelRegistry()
     planned = plan_for(config, store, registry)
     outcome = steps.run_tuning_batch(config, store, registry, batch=planned["batches"][0])
-    assert outcome["pruned"] >= 1 and outcome["completed"] >= 5, outcome
+    assert outcome.pruned >= 1 and outcome.completed >= 5, outcome
     rounds = config.model.params.get("n_estimators") or config.model.params["epochs"]
     trials = study_trials(registry, planned["study"])
     for trial in trials:

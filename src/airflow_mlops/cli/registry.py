@@ -148,7 +148,7 @@ def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _upgrade(args: argparse.Namespace) -> int:
     from airflow_mlops.registry import migrate
-    from airflow_mlops.registry.api import default_registry_url, registry_engine
+    from airflow_mlops.registry.engine import default_registry_url, registry_engine
 
     url = args.db or default_registry_url()
     revision = migrate.upgrade(registry_engine(url))

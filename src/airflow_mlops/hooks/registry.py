@@ -67,7 +67,7 @@ class MlopsRegistryHook(BaseHook):
         Never migrates: an empty or older database is reported, for `airflow-mlops db upgrade` to fix.
         """
         from airflow_mlops.registry import migrate
-        from airflow_mlops.registry.api import registry_engine
+        from airflow_mlops.registry.engine import registry_engine
 
         try:
             url = self.get_url()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from airflow_mlops.config import PipelineConfig
     from airflow_mlops.registry import ModelRegistry
+    from airflow_mlops.steps.results import StepResult
     from airflow_mlops.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -111,23 +112,38 @@ class MlopsBaseOperator(BaseOperator):
 
         return MlopsRegistryHook(self.mlops_registry_conn_id).get_conn()
 
-    def record_lineage(self, **described: Any) -> None:
-        """Remember what this task read and wrote, and what it decided, for OpenLineage
-        (`TaskLineage` fields; inputs and outputs as store paths or URIs)."""
-        from airflow_mlops.operators.lineage import TaskLineage
+    def finish(self, result: StepResult, context: Context) -> Any:
+        """End a task the same way whatever its step: keep the lineage for OpenLineage, persist the Model
+        version link's target, apply the gate (a blocking gate's policy, or a watch gate's alert), and
+        return the result's XCom value."""
+        from airflow_mlops.operators.links import ModelVersionLink
 
-        described["inputs"] = [self.store.uri(u) for u in described.get("inputs") or [] if u]
-        described["outputs"] = [self.store.uri(u) for u in described.get("outputs") or [] if u]
-        self._lineage = TaskLineage(**described)
+        lineage = result.lineage
+        self._lineage = (lineage.model_copy(update={
+            "inputs": [self.store.uri(u) for u in lineage.inputs if u],
+            "outputs": [self.store.uri(u) for u in lineage.outputs if u],
+        }), result.gate)
+        if result.version_link is not None:
+            ModelVersionLink.persist(context, result.version_link.to_dict())
+        gate = result.gate
+        if gate is not None and result.watch is None:
+            self.apply_gate(gate, context)
+        elif gate is not None:
+            self.publish_gate(gate, context)
+            self.log.info("%s check: %s", gate.gate, gate.summary)  # said also when all is well
+            if not gate.passed:
+                self.raise_or_alert(gate, result.watch.event, context, fail=result.watch.fail,
+                                    headline=result.watch.headline)
+        return result.xcom()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The openlineage provider's hook: the datasets and ML facets this task recorded (None: nothing)."""
-        lineage = getattr(self, "_lineage", None)
-        if lineage is None:
+        recorded = getattr(self, "_lineage", None)
+        if recorded is None:
             return None
         from airflow_mlops.operators.lineage import operator_lineage
 
-        return operator_lineage(lineage)
+        return operator_lineage(*recorded)
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         """A failed gate has lineage too: the data it checked and its verdict."""

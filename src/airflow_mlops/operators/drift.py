@@ -34,7 +34,7 @@ class DriftCheckOperator(MlopsBaseOperator):
         from airflow_mlops.steps import check_pipeline_drift
 
         info = RunInfo.from_context(context)
-        outcome = check_pipeline_drift(
+        checked = check_pipeline_drift(
             self.pipeline,
             self.store,
             self.registry,
@@ -42,12 +42,4 @@ class DriftCheckOperator(MlopsBaseOperator):
             report_path=f"{self.run_prefix(context)}/drift.html",
             run_id=info.run_id,
         )
-        gate = outcome["gate"]
-        self.record_lineage(inputs=[outcome["reference"], outcome["current"]], gate=gate.to_dict(),
-                            metrics=gate.metrics, metrics_split="drift")
-        self.publish_gate(gate, context)
-        self.log.info("drift check: %s", gate.summary)  # said also when nothing drifted
-        if outcome["drifted"]:
-            self.raise_or_alert(gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",
-                                headline="drift detected")
-        return {**outcome, "gate": gate.to_dict()}
+        return self.finish(checked, context)

@@ -29,22 +29,11 @@ class EvaluateModelOperator(MlopsBaseOperator):
         super().__init__(**kwargs)
         self.trained = trained
 
-    def record_evaluated(self, model: dict[str, Any], gate: Any) -> None:
-        from airflow_mlops.operators.lineage import model_facts
-
-        record = self.registry.get_version(model["name"], model["version"])
-        evaluations = self.registry.evaluations(model["name"], model["version"])
-        latest = evaluations[-1] if evaluations else None
-        test = ((self.trained or {}).get("datasets") or {}).get("test") or {}
-        self.record_lineage(inputs=[record.artifact_uri, test.get("uri")], outputs=[latest and latest.predictions_uri],
-                            model=model_facts(record), metrics=latest.metrics if latest else None,
-                            metrics_split="test", gate=gate.to_dict())
-
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import evaluate_version
 
         info = RunInfo.from_context(context)
-        outcome = evaluate_version(
+        evaluated = evaluate_version(
             self.pipeline,
             self.store,
             self.registry,
@@ -52,7 +41,4 @@ class EvaluateModelOperator(MlopsBaseOperator):
             report_path=f"{self.run_prefix(context)}/evaluation.html",
             run_id=info.run_id,
         )
-        gate = outcome["gate"]
-        self.record_evaluated(outcome["model"], gate)
-        self.apply_gate(gate, context)
-        return {**outcome, "gate": gate.to_dict()}
+        return self.finish(evaluated, context)

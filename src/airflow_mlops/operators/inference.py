@@ -31,7 +31,9 @@ class PinModelOperator(MlopsBaseOperator):
         from airflow_mlops.steps import pin_model
 
         version = int(self.version) if self.version not in (None, "", "None") else None
-        return pin_model(self.pipeline, self.registry, alias=self.alias or self.pipeline.inference.alias, version=version)
+        pinned = pin_model(self.pipeline, self.registry, alias=self.alias or self.pipeline.inference.alias,
+                           version=version)
+        return self.finish(pinned, context)
 
 
 class PlanBatchOperator(MlopsBaseOperator):
@@ -54,7 +56,7 @@ class PlanBatchOperator(MlopsBaseOperator):
         from airflow_mlops.steps import plan_scoring
 
         info = RunInfo.from_context(context)
-        return plan_scoring(
+        planned = plan_scoring(
             self.pipeline,
             self.store,
             self.registry,
@@ -63,6 +65,7 @@ class PlanBatchOperator(MlopsBaseOperator):
             input_uri=self.input_uri or self.pipeline.inference.input,
             plan_path=f"{self.run_prefix(context)}/plan.json",
         )
+        return self.finish(planned, context)
 
 
 class ScoreChunkOperator(MlopsBaseOperator):
@@ -84,10 +87,9 @@ class ScoreChunkOperator(MlopsBaseOperator):
         from airflow_mlops.steps import score_planned_chunk
 
         # Airflow's own name for this host (core.hostname_callable), as in the task instance's record.
-        result = score_planned_chunk(self.pipeline, self.store, chunk=self.chunk,
+        scored = score_planned_chunk(self.pipeline, self.store, chunk=self.chunk,
                                      validation_prefix=self.run_prefix(context), worker=get_hostname())
-        self.record_lineage(outputs=[result["uri"]])
-        return result
+        return self.finish(scored, context)
 
 
 class CommitBatchOperator(MlopsBaseOperator):
@@ -110,18 +112,7 @@ class CommitBatchOperator(MlopsBaseOperator):
         from airflow_mlops.steps import commit_scoring
 
         info = RunInfo.from_context(context)
-        manifest = commit_scoring(
+        committed = commit_scoring(
             self.store, self.registry, results=list(self.results), dag_id=info.dag_id, run_id=info.run_id
         )
-        self.log.info("committed %s: %s rows", manifest["uri"], manifest["rows"])
-        self.record_committed(manifest)
-        return manifest
-
-    def record_committed(self, manifest: dict[str, Any]) -> None:
-        from airflow_mlops.operators.lineage import model_facts
-
-        inputs = [f["uri"] for f in self.store.read_json(manifest["uri"])["input"]["files"]]
-        record = self.registry.get_version(manifest["name"], manifest["version"])
-        self.record_lineage(inputs=[*inputs, record.artifact_uri], outputs=[manifest["output_prefix"]],
-                            model=model_facts(record))
-
+        return self.finish(committed, context)

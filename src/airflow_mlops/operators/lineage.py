@@ -8,38 +8,22 @@ prefix (documented with their JSON fields in docs/lineage.md):
 - `mlops_gate`: a gate's verdict (validation, evaluation, drift, degradation);
 - `mlops_alias`: an alias move (alias, from and to version).
 
-A task records what it read and wrote while it runs (`MlopsBaseOperator.record_lineage`); the
+A step returns what its task read and wrote (`steps.results.Lineage`), kept by `MlopsBaseOperator.finish`; the
 openlineage provider asks for it after `execute`, in a forked process, so building the facets does
 no I/O. Heavy imports stay inside the functions: only the provider calls them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_mlops.refs import GateResult
+    from airflow_mlops.steps.results import Lineage
 
 FACET_PREFIX = "mlops"
 # A URN, not a web address: the package has no hosted schema site; docs/lineage.md holds the schemas.
 SCHEMA_URL = "urn:airflow-mlops:openlineage:facets:1-0-0:{anchor}"
-
-
-@dataclass
-class TaskLineage:
-    """What one task read and wrote (store URIs) and what it decided."""
-
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    model: dict[str, Any] | None = None
-    metrics: dict[str, Any] | None = None
-    metrics_split: str | None = None
-    gate: dict[str, Any] | None = None
-    alias: dict[str, Any] | None = None
-
-
-def model_facts(record: Any) -> dict[str, Any]:
-    """The `mlops_modelVersion` fields of a registry ModelVersion."""
-    return {"name": record.name, "version": int(record.version), "flavor": record.flavor, "task": record.task,
-            "artifactUri": record.artifact_uri, "artifactSha256": record.artifact_sha256}
 
 
 def dataset_name(uri: str) -> tuple[str, str]:
@@ -95,8 +79,8 @@ def _facet_classes() -> dict[str, type]:
             "gate": MlopsGateRunFacet, "alias": MlopsAliasRunFacet}
 
 
-def operator_lineage(lineage: TaskLineage) -> Any:
-    """The provider's OperatorLineage for `lineage`."""
+def operator_lineage(lineage: Lineage, gate: GateResult | None) -> Any:
+    """The provider's OperatorLineage for `lineage` and the task's `gate`."""
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.event_v2 import Dataset
 
@@ -107,11 +91,9 @@ def operator_lineage(lineage: TaskLineage) -> Any:
     if lineage.metrics:
         numbers = {k: v for k, v in lineage.metrics.items() if isinstance(v, (int, float)) or v is None}
         run_facets[f"{FACET_PREFIX}_metrics"] = facets["metrics"](metrics=numbers, split=lineage.metrics_split)
-    if lineage.gate:
-        gate = lineage.gate
+    if gate is not None:
         run_facets[f"{FACET_PREFIX}_gate"] = facets["gate"](
-            gate=str(gate.get("gate")), passed=bool(gate.get("passed")), policy=gate.get("policy"),
-            summary=gate.get("summary"), failures=[str(f) for f in gate.get("failures") or []])
+            gate=gate.gate, passed=gate.passed, policy=gate.policy, summary=gate.summary, failures=list(gate.failures))
     if lineage.alias:
         run_facets[f"{FACET_PREFIX}_alias"] = facets["alias"](**lineage.alias)
 

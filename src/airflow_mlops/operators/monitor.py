@@ -44,19 +44,12 @@ class MonitorPerformanceOperator(MlopsBaseOperator):
         from airflow_mlops.steps import monitor_performance
 
         info = RunInfo.from_context(context)
-        outcome = monitor_performance(
+        monitored = monitor_performance(
             self.pipeline, self.store, self.registry,
             labels_uri=_none(self.labels_uri), window=_none(self.window), run_id=info.run_id, dag_id=info.dag_id,
             report_path=f"{self.run_prefix(context)}/monitor.html",
         )
-        champion = [r for r in outcome.records if r.version == outcome.version]
-        self.record_lineage(inputs=[_none(self.labels_uri) or self.pipeline.monitoring.labels], gate=outcome.gate.to_dict(),
-                            metrics=champion[0].metrics if champion else None, metrics_split="realized")
-        self.publish_gate(outcome.gate, context)
-        if outcome.degraded:
-            fail = self.pipeline.monitoring.on_degradation == "fail"
-            self.raise_or_alert(outcome.gate, "degradation", context, fail=fail, headline="performance degraded")
-        return outcome.to_dict()
+        return self.finish(monitored, context)
 
 
 class _AfterCommit(MlopsBaseOperator):
@@ -92,14 +85,12 @@ class EstimatePerformanceOperator(_AfterCommit):
 
         info = RunInfo.from_context(context)
         manifest_uri, version = self.manifest
-        outcome = estimate_batch_performance(
+        estimated = estimate_batch_performance(
             self.pipeline, self.store, self.registry,
             manifest_uri=manifest_uri, version=version, run_id=info.run_id, dag_id=info.dag_id,
         )
-        self.log.info("%s", outcome.summary)
-        self.record_lineage(inputs=[self.committed.get("output_prefix")],
-                            metrics=outcome.record.metrics if outcome.record else None, metrics_split="estimated")
-        return outcome.to_dict()
+        self.log.info("%s", estimated.summary)
+        return self.finish(estimated, context)
 
 
 class PredictionDriftOperator(_AfterCommit):
@@ -120,17 +111,9 @@ class PredictionDriftOperator(_AfterCommit):
 
         info = RunInfo.from_context(context)
         manifest_uri, version = self.manifest
-        outcome = check_batch_prediction_drift(
+        checked = check_batch_prediction_drift(
             self.pipeline, self.store, self.registry,
             manifest_uri=manifest_uri, version=version, run_id=info.run_id,
             report_path=f"{self.run_prefix(context)}/prediction_drift.html",
         )
-        if outcome.gate is None:
-            self.log.warning("%s", outcome.summary)
-            return outcome.to_dict()
-        self.record_lineage(inputs=[self.committed.get("output_prefix")], gate=outcome.gate.to_dict())
-        self.publish_gate(outcome.gate, context)
-        if outcome.drifted:
-            self.raise_or_alert(outcome.gate, "drift", context, fail=self.pipeline.drift.on_drift == "fail",
-                                headline="prediction drift detected")
-        return outcome.to_dict()
+        return self.finish(checked, context)

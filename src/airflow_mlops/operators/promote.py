@@ -26,16 +26,6 @@ def refused_without_retry() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def record_alias_move(operator: MlopsBaseOperator, outcome: dict[str, Any]) -> None:
-    """Lineage of a promotion or rollback: the model artifact, the version and the alias move."""
-    from airflow_mlops.operators.lineage import model_facts
-
-    record = operator.registry.get_version(outcome["model"]["name"], outcome["model"]["version"])
-    operator.record_lineage(inputs=[record.artifact_uri], model=model_facts(record),
-                            alias={"alias": outcome["alias"], "toVersion": int(record.version),
-                                   "fromVersion": outcome.get("previous_version")})
-
-
 class PromoteModelOperator(MlopsBaseOperator):
     """Point `promotion.alias` at the evaluated version.
 
@@ -77,7 +67,7 @@ class PromoteModelOperator(MlopsBaseOperator):
             raise AirflowSkipException("dry run: the model was trained and evaluated but not promoted")
         info = RunInfo.from_context(context)
         with refused_without_retry():
-            outcome = promote_version(
+            moved = promote_version(
                 self.pipeline,
                 self.registry,
                 evaluated=self.evaluated,
@@ -87,9 +77,7 @@ class PromoteModelOperator(MlopsBaseOperator):
                 run_id=info.run_id,
                 approval=approval_from_result(self.approved),
             )
-        ModelVersionLink.persist(context, outcome["model"])
-        record_alias_move(self, outcome)
-        return outcome
+        return self.finish(moved, context)
 
 
 class RollbackModelOperator(MlopsBaseOperator):
@@ -119,7 +107,7 @@ class RollbackModelOperator(MlopsBaseOperator):
             raise AirflowFailException("a rollback needs a reason; it is recorded in the alias history")
         info = RunInfo.from_context(context)
         with refused_without_retry():
-            outcome = rollback_alias(
+            moved = rollback_alias(
                 self.pipeline,
                 self.registry,
                 alias=self.alias or self.pipeline.promotion.alias,
@@ -128,6 +116,4 @@ class RollbackModelOperator(MlopsBaseOperator):
                 dag_id=info.dag_id,
                 run_id=info.run_id,
             )
-        ModelVersionLink.persist(context, outcome["model"])
-        record_alias_move(self, outcome)
-        return outcome
+        return self.finish(moved, context)

@@ -37,19 +37,11 @@ class TrainModelOperator(MlopsBaseOperator):
         self.params_override = params_override
         self.tuning = tuning
 
-    def record_trained(self, outcome: dict[str, Any]) -> None:
-        from airflow_mlops.operators.lineage import model_facts
-
-        record = self.registry.get_version(outcome["model"]["name"], outcome["model"]["version"])
-        splits = [d["uri"] for d in (outcome.get("datasets") or {}).values() if isinstance(d, dict) and d.get("uri")]
-        self.record_lineage(inputs=[self.data_uri or self.pipeline.data.train], outputs=[*splits, record.artifact_uri],
-                            model=model_facts(record), metrics=record.metrics, metrics_split="train, validation")
-
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import train_and_register
 
         info = RunInfo.from_context(context)
-        outcome = train_and_register(
+        trained = train_and_register(
             self.pipeline,
             self.store,
             self.registry,
@@ -59,7 +51,5 @@ class TrainModelOperator(MlopsBaseOperator):
             tuning=self.tuning or None,
             lineage={"dag_id": info.dag_id, "run_id": info.run_id, "task_id": info.task_id, "actor": info.actor},
         )
-        ModelVersionLink.persist(context, outcome["model"])
-        self.record_trained(outcome)
-        self.log.info("registered %s version %s", outcome["model"]["name"], outcome["model"]["version"])
-        return outcome
+        self.log.info("registered %s version %s", trained.model.name, trained.model.version)
+        return self.finish(trained, context)

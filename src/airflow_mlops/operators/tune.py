@@ -51,8 +51,8 @@ class PlanTuningOperator(MlopsBaseOperator):
             prefix=self.run_prefix(context),
             run_id=RunInfo.from_context(context).run_id,
         )
-        context["ti"].xcom_push(key="study", value={"study": planned["study"], "datasets": planned["datasets"]})
-        return planned["batches"]
+        context["ti"].xcom_push(key="study", value={"study": planned.study, "datasets": planned.datasets})
+        return self.finish(planned, context)
 
 
 class TuneTrialsOperator(MlopsBaseOperator):
@@ -75,4 +75,5 @@ class TuneTrialsOperator(MlopsBaseOperator):
 
         from airflow_mlops.steps import run_tuning_batch
 
-        return run_tuning_batch(self.pipeline, self.store, self.registry, batch=self.batch, worker=get_hostname())
+        trials = run_tuning_batch(self.pipeline, self.store, self.registry, batch=self.batch, worker=get_hostname())
+        return self.finish(trials, context)

@@ -39,12 +39,6 @@ class ValidateDataOperator(MlopsBaseOperator):
         from airflow_mlops.steps import validate_data
 
         uri = self.data_uri or self.pipeline.data.train
-        outcome = validate_data(self.pipeline, self.store, data_uri=uri, for_scoring=self.for_scoring,
-                                report_path=f"{self.run_prefix(context)}/validation.html", max_rows=self.max_rows)
-        if outcome.gate is None:
-            self.record_lineage(inputs=[uri])
-        else:
-            self.record_lineage(inputs=[uri], gate=outcome.gate.to_dict())
-            self.apply_gate(outcome.gate, context)  # raises when the gate stops the run (no dataset then)
-        assert outcome.dataset is not None
-        return outcome.dataset.to_dict()
+        validated = validate_data(self.pipeline, self.store, data_uri=uri, for_scoring=self.for_scoring,
+                                  report_path=f"{self.run_prefix(context)}/validation.html", max_rows=self.max_rows)
+        return self.finish(validated, context)  # raises when the gate stops the run (no dataset then)

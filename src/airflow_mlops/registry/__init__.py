@@ -21,10 +21,14 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Lazy: DAG files import airflow_mlops modules that mention the registry; SQLAlchemy loads on use.
-    if name in {"ModelRegistry", "UNCHECKED", "default_registry_url"}:
+    if name in {"ModelRegistry", "UNCHECKED"}:
         from airflow_mlops.registry import api
 
         return getattr(api, name)
+    if name == "default_registry_url":
+        from airflow_mlops.registry import engine
+
+        return engine.default_registry_url
     if name in {
         "AliasEvent", "Approval", "DriftRecord", "EvaluationRecord", "ModelVersion", "PerformanceRecord", "RegisteredModel",
         "ScoringRun",

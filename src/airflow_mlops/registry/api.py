@@ -10,23 +10,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
-import json
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
+from airflow_mlops.registry.convert import RecordT, approval_columns, to_record
+from airflow_mlops.registry.engine import default_registry_url, registry_engine
 from airflow_mlops.registry.models import (
     AliasCursorRow,
     AliasEventRow,
@@ -51,192 +50,20 @@ from airflow_mlops.registry.records import (
     RegisteredModel,
     ScoringRun,
 )
+from airflow_mlops.registry.statements import (
+    alias_moves,
+    equal_or_null,
+    hot_statements,
+    json_equals,
+    json_type_is,
+)
 from airflow_mlops.settings import CODE_VERSION_ENV
 
 UNCHECKED: Any = object()
 """`set_alias(expected_version=UNCHECKED)`: move the alias whatever it points at now."""
 
-_ENGINES: dict[str, Engine] = {}
 _READY: set[str] = set()
 _MODEL_IDS: dict[tuple[str, str], int] = {}  # models are never deleted, so ids never go stale
-_LOCK = threading.Lock()
-
-
-def default_registry_url() -> str:
-    """The embedded registry: `<artifact root>/registry.db` (SQLite)."""
-    from airflow_mlops.storage import artifact_root
-
-    root = artifact_root()
-    if root.startswith("s3://"):
-        raise RegistryError(
-            f"the artifact root {root} is on S3, where no embedded SQLite registry can live; "
-            "configure the registry's database (the mlops_registry connection, or --db URL)"
-        )
-    Path(root).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(root) / 'registry.db'}"
-
-
-def _sqlite_pragmas(engine: Engine, *, transactions: bool) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        # WAL + NORMAL never corrupts; a power cut can lose the last commits, not the file.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    if not transactions:
-        return  # the autocommit engine: every statement is its own transaction
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # Writers take the write lock up front, so read-then-write can never interleave.
-        immediate = connection.get_execution_options().get("mlops_write")
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def registry_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """One engine per URL and mode; the autocommit engine serves single-statement reads."""
-    key = f"{url}#autocommit" if autocommit else url
-    with _LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-            if url.startswith("sqlite"):
-                engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **options)
-                _sqlite_pragmas(engine, transactions=not autocommit)
-            else:
-                # pool_recycle instead of pre-ping: a ping per checkout would double every read's round trips.
-                engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=40, **options)
-            _ENGINES[key] = engine
-        return engine
-
-
-@functools.lru_cache(maxsize=4)
-def _statements(dialect: str = "sqlite") -> SimpleNamespace:
-    """Hot statements built once, so SQLAlchemy's compiled cache serves every call."""
-    versions, models, aliases = ModelVersionRow.__table__, RegisteredModelRow.__table__, AliasRow.__table__
-    held = aliases.alias("held")
-
-    def fetch(by_alias: bool) -> Any:
-        # Scalar subqueries pin the lookups to the unique indexes, whatever the planner's statistics say.
-        model_id = select(models.c.id).where(models.c.name == bindparam("name")).scalar_subquery()
-        if by_alias:
-            version = select(aliases.c.version).where(
-                aliases.c.model_id == model_id, aliases.c.alias == bindparam("alias")
-            ).scalar_subquery()
-        else:
-            version = bindparam("version")
-        return (
-            select(versions, held.c.alias.label("held_alias"))
-            .where(versions.c.model_id == model_id, versions.c.version == version)
-            .outerjoin(held, and_(held.c.model_id == versions.c.model_id, held.c.version == versions.c.version))
-        )
-
-    return SimpleNamespace(
-        by_alias=fetch(True),
-        by_version=fetch(False),
-        model_id=select(models.c.id).where(models.c.name == bindparam("name")),
-        insert_model=models.insert(),
-        by_run=select(versions.c.version).where(
-            versions.c.model_id == bindparam("model_id"), versions.c.dag_id == bindparam("dag_id"),
-            versions.c.run_id == bindparam("run_id"), versions.c.task_id == bindparam("task_id"),
-        ),
-        insert_next=_insert_next_version(versions, dialect),
-    )
-
-
-def _insert_next_version(versions: Any, dialect: str) -> Any:
-    """INSERT ... SELECT max(version) + 1 ... RETURNING version: numbering and insert in one statement.
-
-    Two writers that pick the same number collide on the unique constraint and
-    the loser retries, so no lock and no extra round trip is needed.
-    """
-    from sqlalchemy import cast, literal_column
-
-    columns = [c.name for c in versions.c if c.name != "id"]
-    values = []
-    for name in columns:
-        column = versions.c[name]
-        if name == "version":
-            values.append(func.coalesce(func.max(versions.c.version), 0) + literal_column("1"))
-        elif name == "model_id":
-            values.append(bindparam("model_id", type_=column.type))
-        elif dialect == "postgresql" and name in JSON_COLUMNS:
-            values.append(cast(bindparam(name, type_=column.type), column.type))
-        else:
-            values.append(bindparam(name, type_=column.type))
-    source = select(*values).where(versions.c.model_id == bindparam("model_id"))
-    return versions.insert().from_select(columns, source).returning(versions.c.version)
-
-
-JSON_COLUMNS = {"params", "metrics", "datasets", "library_versions", "tags"}
-
-_ALIAS_STATE = """
-    SELECT (SELECT status FROM mlops_model_versions WHERE model_id = :model_id AND version = :version) AS status,
-           (SELECT version FROM mlops_aliases WHERE model_id = :model_id AND alias = :alias) AS current
-"""
-_MOVE_ALLOWED = "state.status = 'active' AND (:unchecked OR state.current IS NOT DISTINCT FROM :expected)"
-_UPSERT_ALIAS = """
-    INSERT INTO mlops_aliases (model_id, alias, version, updated_at) {source}
-    ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at
-"""
-_INSERT_EVENT = """
-    INSERT INTO mlops_alias_events (model_id, alias, kind, from_version, to_version, actor, reason, dag_id, run_id,
-                                    at, approver, approval_comment, approved_at) {source}
-"""
-_EVENT_VALUES = (":model_id, :alias, :kind, {current}, :version, :actor, :reason, :dag_id, :run_id, :now, :approver, "
-                 ":approval_comment, :approved_at")
-
-
-@functools.lru_cache(maxsize=4)
-def _alias_moves(dialect: str) -> SimpleNamespace:
-    """An alias move in as few round trips as the engine allows, after the model's row is locked.
-
-    PostgreSQL: one statement reads the target's status and the alias, and (when the move is allowed)
-    upserts the alias and appends the history row, returning what it read and the event id. SQLite has
-    no data-modifying CTEs, but it runs in-process: three statements inside BEGIN IMMEDIATE.
-    """
-    from sqlalchemy import text
-
-    from airflow_mlops.registry.models import UTCDateTime
-
-    def typed(statement: str) -> Any:
-        # Timestamps bind through the registry's UTC type, as the ORM writes them.
-        stamps = [bindparam(name, type_=UTCDateTime()) for name in ("now", "approved_at") if f":{name}" in statement]
-        return text(statement).bindparams(*stamps)
-
-    if dialect == "postgresql":
-        statement = typed(
-            f"WITH state AS ({_ALIAS_STATE}), "
-            f"moved AS ({_UPSERT_ALIAS.format(source=f'SELECT :model_id, :alias, :version, :now FROM state WHERE {_MOVE_ALLOWED}')} RETURNING 1), "
-            f"event AS ({_INSERT_EVENT.format(source='SELECT ' + _EVENT_VALUES.format(current='state.current') + ' FROM state, moved')} RETURNING id) "
-            "SELECT state.status, state.current, (SELECT id FROM event) FROM state"
-        )
-
-        def move(connection: Any, values: dict[str, Any]) -> tuple[Any, Any, Any]:
-            return tuple(connection.execute(statement, values).one())
-
-        lock = text("SELECT id FROM mlops_models WHERE id = :model_id FOR UPDATE")
-    else:
-        state = text(_ALIAS_STATE)
-        upsert = typed(_UPSERT_ALIAS.format(source="VALUES (:model_id, :alias, :version, :now)"))
-        insert = typed(_INSERT_EVENT.format(source="VALUES (" + _EVENT_VALUES.format(current=":current") + ")")
-                       + " RETURNING id")
-
-        def move(connection: Any, values: dict[str, Any]) -> tuple[Any, Any, Any]:
-            status, current = connection.execute(state, values).one()
-            allowed = status == "active" and (values["unchecked"] or current == values["expected"])
-            if not allowed:
-                return status, current, None
-            connection.execute(upsert, values)
-            return status, current, connection.execute(insert, {**values, "current": current}).scalar_one()
-
-        lock = text("SELECT id FROM mlops_models WHERE id = :model_id")
-    return SimpleNamespace(lock=lock, move=move)
 
 
 def _actor(actor: str | None) -> str:
@@ -318,30 +145,6 @@ class ModelRegistry:
             found.setdefault(row.version, []).append(row.alias)
         return found
 
-    @staticmethod
-    def _version_record(name: str, row: Any, aliases: list[str]) -> ModelVersion:
-        return ModelVersion(
-            name=name,
-            version=row.version,
-            artifact_uri=row.artifact_uri,
-            artifact_sha256=row.artifact_sha256,
-            flavor=row.flavor,
-            task=row.task,
-            params=dict(row.params or {}),
-            metrics=dict(row.metrics or {}),
-            datasets=dict(row.datasets or {}),
-            code_version=row.code_version,
-            library_versions=dict(row.library_versions or {}),
-            dag_id=row.dag_id,
-            run_id=row.run_id,
-            task_id=row.task_id,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            status=row.status,
-            tags=dict(row.tags or {}),
-            aliases=list(aliases),
-        )
-
     def _version_row(self, session: Session, model: RegisteredModelRow, version: int) -> ModelVersionRow:
         row = session.scalars(
             select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
@@ -379,7 +182,7 @@ class ModelRegistry:
         """
         if code_version is None:
             code_version = _git_sha()
-        statements = _statements(self.engine.dialect.name)
+        statements = hot_statements(self.engine.dialect.name)
         values = {
             "artifact_uri": artifact_uri, "artifact_sha256": artifact_sha256, "flavor": flavor, "task": task,
             "params": params or {}, "metrics": metrics or {}, "datasets": datasets or {},
@@ -400,7 +203,7 @@ class ModelRegistry:
                             break
                     row = {**values, "model_id": model_id, "created_at": utcnow()}
                     number = connection.execute(statements.insert_next, row).scalar_one()
-                    return self._version_record(name, SimpleNamespace(**row, version=number), [])
+                    return to_record(ModelVersion, SimpleNamespace(**row, version=number), name=name)
             except SqlIntegrityError:
                 continue  # a concurrent registration won the number or the run; read again
         else:
@@ -428,14 +231,14 @@ class ModelRegistry:
             row = self._by_run(session, model, dag_id, run_id, task_id)
             if row is None:
                 return None
-            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(row.version, []))
+            return to_record(ModelVersion, row, name=name, aliases=self._aliases_by_version(session, model.id).get(row.version, []))
 
     def _model_id(self, connection: Any, name: str) -> int:
         """The model's id, creating the model on first use (autocommit connection)."""
         key = (self.url, name)
         if key in _MODEL_IDS:
             return _MODEL_IDS[key]
-        statements = _statements(self.engine.dialect.name)
+        statements = hot_statements(self.engine.dialect.name)
         model_id = connection.execute(statements.model_id, {"name": name}).scalar()
         if model_id is None:
             with contextlib.suppress(SqlIntegrityError):  # created by a concurrent writer
@@ -448,7 +251,7 @@ class ModelRegistry:
 
     def _fetch(self, name: str, *, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """One round trip: the version (by number or alias) with every alias it holds."""
-        statements = _statements(self.engine.dialect.name)
+        statements = hot_statements(self.engine.dialect.name)
         with self._reader.connect() as connection:
             if alias is not None:
                 rows = connection.execute(statements.by_alias, {"name": name, "alias": alias}).all()
@@ -461,7 +264,7 @@ class ModelRegistry:
                     raise NotFoundError(f"model {name!r} has no alias {alias!r}")
                 self._version_row(session, model, version or 0)
         held_aliases = sorted(r.held_alias for r in rows if r.held_alias is not None)
-        return self._version_record(name, rows[0], held_aliases)
+        return to_record(ModelVersion, rows[0], name=name, aliases=held_aliases)
 
     def versions_from_run(self, dag_id: str, run_id: str) -> list[ModelVersion]:
         """The versions an Airflow DAG run registered, of any model, oldest first."""
@@ -473,7 +276,7 @@ class ModelRegistry:
                 .order_by(RegisteredModelRow.name, ModelVersionRow.version)
             ).all()
             return [
-                self._version_record(name, row, self._aliases_by_version(session, row.model_id).get(row.version, []))
+                to_record(ModelVersion, row, name=name, aliases=self._aliases_by_version(session, row.model_id).get(row.version, []))
                 for row, name in rows
             ]
 
@@ -543,11 +346,11 @@ class ModelRegistry:
             query = query.join(AliasRow, and_(AliasRow.model_id == ModelVersionRow.model_id,
                                               AliasRow.version == ModelVersionRow.version, AliasRow.alias == alias))
         for key, value in (tags or {}).items():
-            query = query.where(_json_equals(ModelVersionRow.tags, key, value, dialect))
+            query = query.where(json_equals(ModelVersionRow.tags, key, value, dialect))
         for bounds, above in ((min_metrics, True), (max_metrics, False)):
             for key, value in (bounds or {}).items():
                 metric = ModelVersionRow.metrics[key]
-                query = query.where(_json_type_is(ModelVersionRow.metrics, key, dialect, "number"),
+                query = query.where(json_type_is(ModelVersionRow.metrics, key, dialect, "number"),
                                     metric.as_float() >= value if above else metric.as_float() <= value)
         # With one model, order by version alone so the (model_id, version) index serves the page.
         by_version = ModelVersionRow.version.desc() if newest_first else ModelVersionRow.version
@@ -563,7 +366,7 @@ class ModelRegistry:
                 )
                 for held_alias in session.scalars(held.order_by(AliasRow.alias)):
                     alias_map.setdefault((held_alias.model_id, held_alias.version), []).append(held_alias.alias)
-        return [self._version_record(model_name, row, alias_map.get((row.model_id, row.version), []))
+        return [to_record(ModelVersion, row, name=model_name, aliases=alias_map.get((row.model_id, row.version), []))
                 for row, model_name in rows]
 
     def archive_version(self, name: str, version: int, *, actor: str | None = None) -> ModelVersion:
@@ -579,14 +382,14 @@ class ModelRegistry:
                 )
             row.status = "archived"
             row.tags = {**(row.tags or {}), "archived_by": _actor(actor)}
-            return self._version_record(name, row, [])
+            return to_record(ModelVersion, row, name=name)
 
     def set_version_tags(self, name: str, version: int, tags: dict[str, Any]) -> ModelVersion:
         with self._write() as session:
             model = self._model(session, name, lock=True)
             row = self._version_row(session, model, version)
             row.tags = {**(row.tags or {}), **tags}
-            return self._version_record(name, row, self._aliases_by_version(session, model.id).get(version, []))
+            return to_record(ModelVersion, row, name=name, aliases=self._aliases_by_version(session, model.id).get(version, []))
 
     # ------------------------------------------------------------------- aliases
 
@@ -617,13 +420,13 @@ class ModelRegistry:
         """
         if not alias or not alias.replace("_", "").replace("-", "").isalnum():
             raise RegistryError(f"alias {alias!r}: use letters, digits, _ and -")
-        moves = _alias_moves(self.engine.dialect.name)
+        moves = alias_moves(self.engine.dialect.name)
         now = utcnow()
         values = {
             "alias": alias, "version": version, "kind": kind, "actor": _actor(actor), "reason": reason,
             "dag_id": dag_id, "run_id": run_id, "now": now, "unchecked": expected_version is UNCHECKED,
             "expected": None if expected_version is UNCHECKED else expected_version,
-            "approver": None, "approval_comment": None, "approved_at": None, **_approval_columns(approval),
+            "approver": None, "approval_comment": None, "approved_at": None, **approval_columns(approval),
         }
         with self._writer.begin() as connection:
             values["model_id"] = model_id = self._existing_model_id(connection, name)
@@ -648,7 +451,7 @@ class ModelRegistry:
     def _existing_model_id(self, connection: Any, name: str) -> int:
         key = (self.url, name)
         if key not in _MODEL_IDS:
-            model_id = connection.execute(_statements(self.engine.dialect.name).model_id, {"name": name}).scalar()
+            model_id = connection.execute(hot_statements(self.engine.dialect.name).model_id, {"name": name}).scalar()
             if model_id is None:
                 raise NotFoundError(f"no registered model named {name!r}")
             _MODEL_IDS[key] = model_id
@@ -681,11 +484,11 @@ class ModelRegistry:
             event_row = AliasEventRow(
                 model_id=model.id, alias=alias, kind=kind, from_version=current, to_version=candidate_version,
                 actor=_actor(actor), reason=reason, dag_id=dag_id, run_id=run_id, at=utcnow(),
-                **_approval_columns(approval),
+                **approval_columns(approval),
             )
             session.add(event_row)
             session.flush()
-            return _event(name, event_row)
+            return to_record(AliasEvent, event_row, name=name, event_id=event_row.id)
 
     def delete_alias(self, name: str, alias: str, *, actor: str | None = None, reason: str = "") -> AliasEvent:
         with self._write() as session:
@@ -702,7 +505,7 @@ class ModelRegistry:
             session.delete(current)
             session.add(event_row)
             session.flush()
-            return _event(name, event_row)
+            return to_record(AliasEvent, event_row, name=name, event_id=event_row.id)
 
     def rollback(
         self,
@@ -748,7 +551,7 @@ class ModelRegistry:
             query = select(AliasEventRow).where(AliasEventRow.model_id == model.id)
             if alias is not None:
                 query = query.where(AliasEventRow.alias == alias)
-            return [_event(name, row) for row in session.scalars(query.order_by(AliasEventRow.id))]
+            return [to_record(AliasEvent, row, name=name, event_id=row.id) for row in session.scalars(query.order_by(AliasEventRow.id))]
 
     def alias_moves_after(
         self, name: str, after_event_id: int, *, aliases: list[str] | None = None, limit: int = 100
@@ -765,7 +568,7 @@ class ModelRegistry:
             )
             if aliases is not None:
                 query = query.where(AliasEventRow.alias.in_(aliases))
-            return [_event(name, row) for row in session.scalars(query.order_by(AliasEventRow.id).limit(limit))]
+            return [to_record(AliasEvent, row, name=name, event_id=row.id) for row in session.scalars(query.order_by(AliasEventRow.id).limit(limit))]
 
     def last_alias_event_id(self, name: str, *, before: datetime | None = None) -> int:
         """The newest history event id of `name` (recorded before `before`, when given); 0 when none."""
@@ -822,15 +625,11 @@ class ModelRegistry:
             )
             session.add(row)
             session.flush()
-            return _evaluation(name, row)
+            return to_record(EvaluationRecord, row, name=name)
 
     def evaluations(self, name: str, version: int | None = None) -> list[EvaluationRecord]:
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(EvaluationRow).where(EvaluationRow.model_id == model.id)
-            if version is not None:
-                query = query.where(EvaluationRow.version == version)
-            return [_evaluation(name, row) for row in session.scalars(query.order_by(EvaluationRow.id))]
+        """Evaluations, oldest first (of one version when `version` is given)."""
+        return self._history(name, EvaluationRow, EvaluationRecord, version=version)
 
     def record_drift(
         self,
@@ -858,16 +657,11 @@ class ModelRegistry:
             )
             session.add(row)
             session.flush()
-            return _drift(name, row)
+            return to_record(DriftRecord, row, name=name)
 
-    def drift_records(self, name: str, *, kind: str | None = None) -> list[DriftRecord]:
-        """Drift records, oldest first (every kind when `kind` is None)."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(DriftRow).where(DriftRow.model_id == model.id)
-            if kind is not None:
-                query = query.where(DriftRow.kind == kind)
-            return [_drift(name, row) for row in session.scalars(query.order_by(DriftRow.id))]
+    def drift_records(self, name: str, *, kind: str | None = None, limit: int | None = None) -> list[DriftRecord]:
+        """Drift records, oldest first (every kind when `kind` is None; the newest `limit` when given)."""
+        return self._history(name, DriftRow, DriftRecord, kind=kind, limit=limit)
 
     # ------------------------------------------------------------ monitoring
 
@@ -910,7 +704,7 @@ class ModelRegistry:
                 for key, value in values.items():
                     setattr(row, key, value)
             session.flush()
-            return _scoring_run(name, row)
+            return to_record(ScoringRun, row, name=name)
 
     def scoring_runs(self, name: str, *, since: datetime | None = None, limit: int = 200) -> list[ScoringRun]:
         """Committed batch-inference runs, newest first; `since`: committed at or after it."""
@@ -920,7 +714,7 @@ class ModelRegistry:
             if since is not None:
                 query = query.where(ScoringRunRow.committed_at >= since)
             query = query.order_by(ScoringRunRow.committed_at.desc(), ScoringRunRow.id.desc()).limit(limit)
-            return [_scoring_run(name, row) for row in session.scalars(query)]
+            return [to_record(ScoringRun, row, name=name) for row in session.scalars(query)]
 
     def record_performance(
         self,
@@ -967,8 +761,8 @@ class ModelRegistry:
                 row = session.scalars(
                     select(PerformanceRow).where(
                         PerformanceRow.model_id == model.id, PerformanceRow.kind == kind,
-                        PerformanceRow.version == version, _same(PerformanceRow.dag_id, dag_id),
-                        PerformanceRow.run_id == run_id, _same(PerformanceRow.scoring_run_id, scoring_run_id),
+                        PerformanceRow.version == version, equal_or_null(PerformanceRow.dag_id, dag_id),
+                        PerformanceRow.run_id == run_id, equal_or_null(PerformanceRow.scoring_run_id, scoring_run_id),
                     )
                 ).first()
             if row is None:
@@ -981,21 +775,26 @@ class ModelRegistry:
                 for key, value in values.items():
                     setattr(row, key, value)
             session.flush()
-            return _performance(name, row)
+            return to_record(PerformanceRecord, row, name=name)
 
     def performance_records(
         self, name: str, *, kind: str | None = None, version: int | None = None, limit: int = 500
     ) -> list[PerformanceRecord]:
         """The newest `limit` performance records, returned oldest first (for charts)."""
+        return self._history(name, PerformanceRow, PerformanceRecord, limit=limit, kind=kind, version=version)
+
+    def _history(self, name: str, row_type: Any, record_type: type[RecordT], *, limit: int | None = None,
+                 **equal: Any) -> list[RecordT]:
+        """A model's records of one kind, oldest first: the newest `limit` of them (all when None), filtered
+        on each column in `equal` whose value is not None."""
         with self._read() as session:
             model = self._model(session, name)
-            query = select(PerformanceRow).where(PerformanceRow.model_id == model.id)
-            if kind is not None:
-                query = query.where(PerformanceRow.kind == kind)
-            if version is not None:
-                query = query.where(PerformanceRow.version == version)
-            rows = list(session.scalars(query.order_by(PerformanceRow.id.desc()).limit(limit)))
-            return [_performance(name, row) for row in reversed(rows)]
+            query = select(row_type).where(row_type.model_id == model.id)
+            for column, value in equal.items():
+                if value is not None:
+                    query = query.where(getattr(row_type, column) == value)
+            rows = list(session.scalars(query.order_by(row_type.id.desc()).limit(limit)))
+            return [to_record(record_type, row, name=name) for row in reversed(rows)]
 
     # ------------------------------------------------------ bounded reads (the UI)
     # A fixed number of statements each, whatever the number of models or versions:
@@ -1038,7 +837,7 @@ class ModelRegistry:
             order = ModelVersionRow.version if ascending else ModelVersionRow.version.desc()
             rows = list(session.scalars(query.order_by(order).limit(limit)))
             held = self._aliases_by_version(session, model.id)
-        return [self._version_record(name, row, held.get(row.version, []))
+        return [to_record(ModelVersion, row, name=name, aliases=held.get(row.version, []))
                 for row in (reversed(rows) if ascending else rows)]
 
     def versions_at(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], ModelVersion]:
@@ -1055,7 +854,7 @@ class ModelRegistry:
                 held.setdefault((row.model_id, row.version), []).append(row.alias)
         names = {model_id: name for name, model_id in ids.items()}
         return {(names[row.model_id], row.version):
-                self._version_record(names[row.model_id], row, held.get((row.model_id, row.version), []))
+                to_record(ModelVersion, row, name=names[row.model_id], aliases=held.get((row.model_id, row.version), []))
                 for row in rows}
 
     def latest_evaluations(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], EvaluationRecord]:
@@ -1069,7 +868,7 @@ class ModelRegistry:
                 select(EvaluationRow).where(self._matching_pairs(EvaluationRow, ids, pairs), ~newer)
             ).all() if ids else []
         names = {model_id: name for name, model_id in ids.items()}
-        return {(names[row.model_id], row.version): _evaluation(names[row.model_id], row) for row in rows}
+        return {(names[row.model_id], row.version): to_record(EvaluationRecord, row, name=names[row.model_id]) for row in rows}
 
     def newest_passed_version(self, name: str) -> int | None:
         """The newest active version whose latest evaluation passed (None: no such version)."""
@@ -1095,14 +894,7 @@ class ModelRegistry:
             # By version first: the (model_id, version) index yields them in order, no sort of every evaluation.
             query = (select(EvaluationRow).where(EvaluationRow.model_id == model.id)
                      .order_by(EvaluationRow.version.desc(), EvaluationRow.id.desc()).limit(limit))
-            return [_evaluation(name, row) for row in session.scalars(query)]
-
-    def recent_drift_records(self, name: str, *, limit: int) -> list[DriftRecord]:
-        """The newest `limit` drift records of every kind, newest first."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(DriftRow).where(DriftRow.model_id == model.id)
-            return [_drift(name, row) for row in session.scalars(query.order_by(DriftRow.id.desc()).limit(limit))]
+            return [to_record(EvaluationRecord, row, name=name) for row in session.scalars(query)]
 
     def latest_drift(self, names: list[str]) -> dict[str, DriftRecord]:
         """The latest drift record (any kind) of each named model that has one, in one round trip."""
@@ -1114,7 +906,7 @@ class ModelRegistry:
                 .join(RegisteredModelRow, RegisteredModelRow.id == DriftRow.model_id)
                 .where(DriftRow.id.in_(newest))
             ).all()
-        return {name: _drift(name, row) for row, name in rows}
+        return {name: to_record(DriftRecord, row, name=name) for row, name in rows}
 
     @staticmethod
     def _model_ids(session: Session, names: set[str]) -> dict[str, int]:
@@ -1138,38 +930,8 @@ DRIFT_KINDS = ("data", "prediction")
 PERFORMANCE_KINDS = ("realized", "estimated")
 
 
-def _same(column: Any, value: Any) -> Any:
-    """`column = value`, where None matches NULL (SQL's `=` never does)."""
-    return column.is_(None) if value is None else column == value
-
-
 def _v(version: int | None) -> str:
     return "nothing" if version is None else f"v{version}"
-
-
-def _json_equals(column: Any, key: str, value: Any, dialect: str) -> Any:
-    """`column[key]` equal to `value`, compared as its own type (a tag "3" is not the number 3); the type
-    is checked first, so PostgreSQL never casts a value of another type."""
-    element = column[key]
-    if dialect == "postgresql":
-        # The stored JSON text of the value against the value's JSON text: one cheap comparison, typed.
-        from sqlalchemy import Text, cast
-
-        return cast(column.op("->")(key), Text) == json.dumps(value)
-    if isinstance(value, bool):
-        return and_(_json_type_is(column, key, dialect, "boolean"), element.as_boolean() == value)
-    if isinstance(value, int | float):
-        return and_(_json_type_is(column, key, dialect, "number"), element.as_float() == float(value))
-    return and_(_json_type_is(column, key, dialect, "string"), element.as_string() == str(value))
-
-
-_SQLITE_JSON_TYPES = {"boolean": ("true", "false"), "number": ("integer", "real"), "string": ("text",)}
-
-
-def _json_type_is(column: Any, key: str, dialect: str, kind: str) -> Any:
-    if dialect == "postgresql":
-        return func.json_typeof(column[key]) == kind
-    return func.json_type(column, f'$."{key}"').in_(_SQLITE_JSON_TYPES[kind])
 
 
 def _rollback_target(events: list[AliasEvent]) -> int | None:
@@ -1184,58 +946,6 @@ def _rollback_target(events: list[AliasEvent]) -> int | None:
         else:
             return event_record.from_version
     return None
-
-
-def _event(name: str, row: AliasEventRow) -> AliasEvent:
-    return AliasEvent(
-        name=name, alias=row.alias, kind=row.kind, from_version=row.from_version, to_version=row.to_version,
-        actor=row.actor, reason=row.reason, dag_id=row.dag_id, run_id=row.run_id, at=row.at,
-        event_id=row.id, approver=row.approver, approval_comment=row.approval_comment,
-        approved_at=row.approved_at,
-    )
-
-
-def _approval_columns(approval: Approval | None) -> dict[str, Any]:
-    if approval is None:
-        return {}
-    return {"approver": approval.approver, "approval_comment": approval.comment, "approved_at": approval.at}
-
-
-def _evaluation(name: str, row: EvaluationRow) -> EvaluationRecord:
-    return EvaluationRecord(
-        name=name, version=row.version, dataset_fingerprint=row.dataset_fingerprint, metrics=dict(row.metrics or {}),
-        slice_metrics=dict(row.slice_metrics or {}), compared_to_version=row.compared_to_version, passed=row.passed,
-        report_uri=row.report_uri, run_id=row.run_id, at=row.at, predictions_uri=row.predictions_uri,
-        predictions_sha256=row.predictions_sha256,
-    )
-
-
-def _drift(name: str, row: DriftRow) -> DriftRecord:
-    return DriftRecord(
-        name=name, version=row.version, reference_fingerprint=row.reference_fingerprint,
-        current_fingerprint=row.current_fingerprint, drift_share=row.drift_share,
-        drifted_columns=list(row.drifted_columns or []), passed=row.passed, report_uri=row.report_uri,
-        run_id=row.run_id, at=row.at, kind=row.kind or "data",
-    )
-
-
-def _scoring_run(name: str, row: ScoringRunRow) -> ScoringRun:
-    return ScoringRun(
-        name=name, version=row.version, dag_id=row.dag_id, run_id=row.run_id, manifest_uri=row.manifest_uri,
-        output_prefix=row.output_prefix, rows=row.rows, seconds=row.seconds, input_fingerprint=row.input_fingerprint,
-        committed_at=row.committed_at,
-    )
-
-
-def _performance(name: str, row: PerformanceRow) -> PerformanceRecord:
-    return PerformanceRecord(
-        name=name, version=row.version, kind=row.kind, dag_id=row.dag_id, run_id=row.run_id,
-        scoring_run_id=row.scoring_run_id, period_start=row.period_start, period_end=row.period_end,
-        labels_fingerprint=row.labels_fingerprint, rows=row.rows, labelled_rows=row.labelled_rows,
-        coverage=row.coverage, metrics=dict(row.metrics or {}), slice_metrics=dict(row.slice_metrics or {}),
-        bands=dict(row.bands or {}), notes=list(row.notes or []), passed=row.passed, summary=row.summary or "",
-        report_uri=row.report_uri, at=row.at,
-    )
 
 
 def _git_sha() -> str | None:

@@ -15,11 +15,14 @@ import math
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from airflow_mlops.errors import ConfigError, TrainingError
+from airflow_mlops.refs import Record
 
 if TYPE_CHECKING:
     import optuna
@@ -182,9 +185,8 @@ def _reported_round(step: int) -> bool:
     return (step + 1) & step == 0
 
 
-@dataclass
-class BatchOutcome:
-    """What one trial task did with its slots."""
+class BatchOutcome(Record):
+    """What one trial task did with its slots (counted as the trials run)."""
 
     index: int
     slots: list[int]
@@ -193,10 +195,7 @@ class BatchOutcome:
     failed: int = 0
     reused: int = 0
     not_started: int = 0
-    trials: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    trials: list[int] = Field(default_factory=list)
 
 
 def run_batch(

@@ -151,7 +151,7 @@ class RegistryViews:
         evaluations = self.registry.latest_evaluations(
             {(name, v.version) for v in page + recent} | ({(name, default)} if default else set()))
         rows = [self._version_row(v, evaluations.get((name, v.version)), settings) for v in page]
-        drift = list(reversed(self.registry.recent_drift_records(name, limit=CHART_DRIFT_RECORDS)))
+        drift = self.registry.drift_records(name, limit=CHART_DRIFT_RECORDS)
         metric_points = [(f"v{v.version}", self._primary_value(v, evaluations.get((name, v.version)), settings))
                          for v in recent]
         gate = config.evaluation.thresholds.get(settings.primary_metric) if config is not None else None
@@ -220,7 +220,7 @@ class RegistryViews:
             metric: _reference_lines(metric, monitoring_config, champion_version, champion_test.get(metric))
             for metric in metrics
         }
-        drift = list(reversed(self.registry.recent_drift_records(name, limit=CHART_DRIFT_RECORDS)))
+        drift = self.registry.drift_records(name, limit=CHART_DRIFT_RECORDS)
         scoring_runs = self.registry.scoring_runs(name)
         return {
             "name": name,

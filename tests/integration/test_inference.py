@@ -308,3 +308,37 @@ def _parquet(df: pd.DataFrame) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
     return sink.getvalue().to_pybytes()
+
+
+def test_row_numbers_join_each_prediction_back_to_its_input_row(store, champion):
+    """With inference.row_numbers, every output row names its file and 0-based row in it, also when a
+    file's row groups are split across chunks and for csv: the join needs no id column."""
+    inputs = write_input(store, parts=2, rows=1000, row_group_size=150)  # chunks of 700 cut files mid-way
+    store.write_bytes("incoming/part-9.csv", frame(300, seed=9).drop(columns=["label"]).to_csv(index=False).encode())
+    plan = plan_batch(config(row_numbers=True), champion, store, run_id="r-rows")
+    assert any(len(c.parts) > 1 for c in plan.chunks) and any(p.first_row > 0 for c in plan.chunks for p in c.parts)
+    run_all(plan, store)
+    output = read_output(plan.output_prefix, store)
+    assert len(output) == 2300
+    model = load_model(plan.artifact_uri, store, expected_sha256=plan.artifact_sha256)
+    for name, rows in (("part-0.parquet", inputs.iloc[:1000]), ("part-1.parquet", inputs.iloc[1000:]),
+                       ("part-9.csv", frame(300, seed=9).drop(columns=["label"]))):
+        scored = output[output["source_file"].str.endswith(f"incoming/{name}")].sort_values("source_row")
+        assert scored["source_row"].tolist() == list(range(len(rows))), name
+        joined = rows.reset_index(drop=True).iloc[scored["source_row"]]
+        assert scored["customer"].tolist() == joined["customer"].tolist(), name
+        np.testing.assert_allclose(scored["proba_1"], model.predict_proba(joined)[:, 1], rtol=1e-5)
+
+    without = plan_batch(config(), champion, store, run_id="r-no-rows")
+    run_all(without, store)
+    assert not {"source_file", "source_row"} & set(read_output(without.output_prefix, store).columns)
+
+
+def test_an_id_named_like_a_row_number_column_is_refused_when_they_are_written(store, champion):
+    from airflow_mlops.errors import ConfigError
+
+    clashing = config(row_numbers=True).model_copy(deep=True)
+    clashing.data.ids = ["source_row"]
+    write_input(store, parts=1)
+    with pytest.raises(ConfigError, match="source_row"):
+        plan_batch(clashing, champion, store, run_id="r-clash")

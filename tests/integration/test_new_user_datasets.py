@@ -112,6 +112,7 @@ def test_three_csvs_in_one_folder_reach_a_champion_and_score_new_rows(airflow_db
     assert len(set(inputs.values())) == 3, f"each pipeline scores its own folder: {inputs}"
     assert files["cars"]["data"]["unlabelled_rows"] == "drop"
     assert "opened_on" not in files["tickets"]["data"].get("features", []), "a date is not a feature as it is"
+    assert not files["penguins"]["data"]["ids"] and not files["tickets"]["data"]["ids"], "nothing there names a row"
     for name, file in files.items():
         for expectation in file["validation"]["expectations"]:
             if expectation["expect"] == "in_set" and expectation["column"] != frames[name][1]:
@@ -146,3 +147,8 @@ def test_three_csvs_in_one_folder_reach_a_champion_and_score_new_rows(airflow_db
             assert output["prediction"].notna().all()
         else:
             assert set(output["prediction"]) <= set(frame[target].dropna()), "predictions are the data's labels"
+        if not files[name]["data"]["ids"]:
+            # No id column: init asked for row numbers, so each prediction still joins back to its input row.
+            assert files[name]["inference"]["row_numbers"] is True
+            assert sorted(output["source_row"]) == list(range(120))
+            assert output["source_file"].str.endswith("batch-1.csv").all()

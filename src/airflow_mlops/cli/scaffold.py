@@ -563,7 +563,8 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
             "  # No column looks like an id (an id-like name such as customer_id with distinct values, or a",
             "  # different text value or running number in every row). Monitoring after deployment (a monitoring:",
             "  # section) joins labels to predictions on data.ids: add a column that names each row to the data",
-            "  # (and to the scoring input and the labels), then list it here.",
+            "  # (and to the scoring input and the labels), then list it here. Until then the predictions carry",
+            "  # their input file and row number (inference.row_numbers below).",
         ]
     for name in plan.id_candidates:
         lines.append(f"  # {name} could be an id (a different integer in every row): if it names a row rather than "
@@ -623,6 +624,9 @@ def render_pipeline_file(plan: PipelinePlan) -> str:
         f"  input: {_scalar(score_folder(plan.data, plan.name))}",
         f"  output: predictions/{name}/",
         "  chunk_rows: 100000",
+        _line(f"  row_numbers: {'false' if plan.ids else 'true'}",
+              "the output names each row's file and row number (source_file, source_row)"
+              + ("" if plan.ids else ": with no id column, how predictions join back to their rows")),
         _line("  schedule: null", "e.g. \"@daily\"; null = only when the champion changes"),
         "",
         "drift:",

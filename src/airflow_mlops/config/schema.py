@@ -505,6 +505,10 @@ class InferenceConfig(_Section):
     output: Location | None = Field(None, description="prefix under which each run writes its parts and manifest")
     alias: Annotated[str, Field(pattern=NAME_PATTERN)] = "champion"
     chunk_rows: StrictInt = Field(100_000, ge=1)
+    row_numbers: StrictBool = Field(
+        False, description="carry each input row's file and 0-based row number into the output (source_file, "
+        "source_row), so predictions join back to their rows when the data has no id columns",
+    )
     schedule: Schedule = None
 
 

@@ -21,6 +21,7 @@ MAX_CHUNKS = 1024  # Airflow's [core] max_map_length
 PLAN_THREADS = 8  # footer reads at once; below botocore's default pool of 10 connections
 MANIFEST_NAME = "_manifest.json"
 OUTPUT_COLUMNS = ("prediction", "model_name", "model_version", "run_id")  # besides proba_<class>
+ROW_NUMBER_COLUMNS = ("source_file", "source_row")  # with inference.row_numbers
 PART_NAME = re.compile(r"part-\d{5,}\.parquet")  # what `BatchPlan.part_uri` names
 
 
@@ -29,6 +30,7 @@ class ChunkPart(Record):
     version: str | None = Field(None, description="the file's version at planning; scoring refuses any other")
     row_groups: list[int] | None = Field(None, description="parquet row groups; None = the whole file (csv)")
     rows: int
+    first_row: int = Field(0, description="the 0-based row number, in its file, of the part's first row")
 
 
 class Chunk(Record):
@@ -55,6 +57,7 @@ class BatchPlan(Record):
     chunk_rows: int
     total_rows: int
     chunks: list[Chunk]
+    row_numbers: bool = Field(False, description="the output carries source_file and source_row")
     input_fingerprint: str = Field(description="sha256 of every input file's URI, version and row groups")
     planned_at: str
 
@@ -134,6 +137,7 @@ def cut_chunks(pieces: list[Piece], chunk_rows: int, max_chunks: int = MAX_CHUNK
     chunks: list[Chunk] = []
     current: list[ChunkPart] = []
     current_rows = 0
+    rows_before: dict[str, int] = {}  # per file: the rows of its earlier pieces
 
     def close() -> None:
         nonlocal current, current_rows
@@ -146,7 +150,9 @@ def cut_chunks(pieces: list[Piece], chunk_rows: int, max_chunks: int = MAX_CHUNK
             current[-1].row_groups.append(group)
             current[-1].rows += rows
         else:
-            current.append(ChunkPart(uri=uri, version=version, row_groups=None if group is None else [group], rows=rows))
+            current.append(ChunkPart(uri=uri, version=version, row_groups=None if group is None else [group], rows=rows,
+                                     first_row=rows_before.get(uri, 0)))
+        rows_before[uri] = rows_before.get(uri, 0) + rows
         current_rows += rows
         if current_rows >= target:
             close()
@@ -203,6 +209,7 @@ def plan_batch(
         chunk_rows=target,
         total_rows=sum(c.rows for c in chunks),
         chunks=chunks,
+        row_numbers=config.inference.row_numbers,
         input_fingerprint=fingerprint.hexdigest(),
         planned_at=datetime.now(timezone.utc).isoformat(),
     )
@@ -218,11 +225,12 @@ def _carried_columns(config: PipelineConfig) -> list[str]:
     """
     slices = [s.column for s in config.monitoring.slices or []] if config.monitoring is not None else []
     carried = list(dict.fromkeys([*config.data.ids, *slices]))
-    clashing = [c for c in carried if c in OUTPUT_COLUMNS or c.startswith("proba_")]
+    own = [*OUTPUT_COLUMNS, *(ROW_NUMBER_COLUMNS if config.inference.row_numbers else ())]
+    clashing = [c for c in carried if c in own or c.startswith("proba_")]
     if clashing:
         raise ConfigError(
             f"{config.pipeline}: data.ids and monitoring.slices may not name the output's own columns "
-            f"({', '.join(OUTPUT_COLUMNS)}, proba_<class>): {', '.join(map(repr, clashing))}; rename them in the input"
+            f"({', '.join(own)}, proba_<class>): {', '.join(map(repr, clashing))}; rename them in the input"
         )
     return carried
 

@@ -161,7 +161,9 @@ def require_sane_outputs(predictions: np.ndarray, proba: np.ndarray | None, *, i
             fail(int(bad.sum()), f"rows of probabilities do not sum to 1 (tolerance {PROBABILITY_SUM_TOLERANCE:g})", bad)
 
 
-def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, predictions: np.ndarray, proba: np.ndarray | None) -> pa.Table:
+def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, predictions: np.ndarray,
+                  proba: np.ndarray | None, source: tuple[str, int]) -> pa.Table:
+    """The output rows of one input batch; `source`: the batch's file and the row number of its first row."""
     import numpy as np
     import pyarrow as pa
 
@@ -175,6 +177,10 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
     columns["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
     columns["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
+    if plan.row_numbers:
+        source_file, first_row = source
+        columns["source_file"] = pa.DictionaryArray.from_arrays(same, pa.array([source_file]))
+        columns["source_row"] = pa.array(np.arange(first_row, first_row + rows, dtype="int64"))
     return with_classes(pa.table(columns), model.classes)
 
 
@@ -187,9 +193,11 @@ def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: Batc
             _check_schema(schema, model, plan, uri, index)
 
         # One open per part: the schema is checked against the model before any batch is read.
+        row = part.first_row
         for batch in iter_row_group_batches(part.uri, store, part.row_groups, columns=columns, batch_rows=batch_rows,
                                             version=part.version, on_schema=check):
-            put((part.uri, batch))
+            put(((part.uri, row), batch))
+            row += batch.num_rows
 
 
 _DONE = object()
@@ -334,14 +342,14 @@ def score_chunk(
         reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
         writer = _Writer(temp, plan.id_columns)
         try:
-            for part_uri, batch in reader:
+            for source, batch in reader:
                 if validate is not None:
                     gate = validate(batch.to_pandas())
                     if not gate.passed:
-                        raise DataError(f"chunk {index} ({part_uri}) failed validation: " + "; ".join(gate.failures))
+                        raise DataError(f"chunk {index} ({source[0]}) failed validation: " + "; ".join(gate.failures))
                 predictions, proba = _predict(model, batch)
                 require_sane_outputs(predictions, proba, index=index, first_row=rows)
-                writer.put(_output_table(batch, plan, model, predictions, proba))
+                writer.put(_output_table(batch, plan, model, predictions, proba, source))
                 rows += batch.num_rows
                 now = time.monotonic()
                 if now - last_report >= PROGRESS_SECONDS:

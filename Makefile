@@ -45,7 +45,8 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The Airflow UI with these DAGs on 127.0.0.1:$(PORT) (`make airflow PORT=8081` for another port).
-# The execution API lives on the same port, so tasks are told where it is too.
+# The execution API lives on the same port, so tasks are told where it is too; standalone starts its
+# components as `airflow ...` commands, so the virtualenv's bin goes first on PATH.
 PORT ?= 8080
 STANDALONE_HOME := $(CURDIR)/.airflow/standalone
 airflow: install
@@ -53,7 +54,8 @@ airflow: install
 	AIRFLOW_HOME=$(STANDALONE_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(PORT) \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(PORT)/execution/ $(BIN)/airflow standalone
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(PORT)/execution/ PATH=$(CURDIR)/$(BIN):$$PATH \
+	$(BIN)/airflow standalone
 
 # Regenerate the pins from a clean resolve of pyproject.toml (needs the network).
 constraints:

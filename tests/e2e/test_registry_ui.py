@@ -52,6 +52,8 @@ def _seed(registry: ModelRegistry, store: Any) -> dict[str, str]:
                       "test": {"uri": f"data/churn/v{version}/test.parquet", "fingerprint": "e" * 64, "rows": 5,
                                "columns": []}},
             dag_id="churn__retrain", run_id=f"manual__v{version}", task_id="train", created_by="airflow",
+            cost={"wall_seconds": 10.0 * version, "cpu_seconds": 20.0 * version, "peak_memory_bytes": 512 * 2**20,
+                  "peak_memory_scope": "task"},
         )
         report = store.write_bytes(f"reports/churn/evaluation-v{version}.html",
                                    f"<html><body><h1>Evaluation report v{version}</h1></body></html>".encode())
@@ -85,7 +87,8 @@ def _seed_monitoring(registry: ModelRegistry, store: Any) -> None:
         manifest = store.write_json(f"predictions/churn/week{week}/_manifest.json", {"rows": 1000})
         registry.record_scoring_run(MODEL, 2, dag_id="churn__batch_inference", run_id=f"scheduled__w{week}",
                                     manifest_uri=manifest.uri, output_prefix=f"{store.root}/predictions/churn/week{week}",
-                                    rows=1000, seconds=4.2, committed_at=end - timedelta(days=6))
+                                    rows=1000, seconds=4.2, committed_at=end - timedelta(days=6),
+                                    cpu_seconds=3.0 + week, peak_memory_bytes=2**30)
         registry.record_performance(MODEL, 2, kind="estimated", rows=1000, metrics={"roc_auc": auc + 0.01},
                                     bands={"roc_auc": [auc - 0.02, auc + 0.04]}, period_end=end - timedelta(days=6))
         registry.record_performance(MODEL, 2, kind="realized", rows=1000, labelled_rows=700, coverage=0.7,
@@ -149,6 +152,7 @@ READ_ENDPOINTS = [
     f"/mlops/models/{MODEL}/monitoring", f"/mlops/api/models/{MODEL}/monitoring",
     "/mlops/api/models", f"/mlops/api/models/{MODEL}", f"/mlops/api/models/{MODEL}/versions/2",
     f"/mlops/api/models/{MODEL}/compare?a=1&b=2", "/mlops/api/runs/churn__retrain/manual__v2",
+    f"/mlops/models/{MODEL}/versions/1/card", f"/mlops/api/models/{MODEL}/versions/1/card",
 ]
 WRITE_ENDPOINTS = [
     (f"/mlops/api/models/{MODEL}/aliases/champion", {"version": 3, "reason": "try v3", "expected_version": 2}),
@@ -485,3 +489,51 @@ def test_browser_pages_in_light_and_dark_mode(ui, screenshots, scheme):
             page.screenshot(path=str(screenshots / f"{scheme}-5-monitoring.png"), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_browser_model_card_and_cost(ui, screenshots, scheme):
+    """The model page charts training cost per version and scoring cost per million rows; the version page
+    links its model card, which renders every section, light and dark."""
+    from playwright.sync_api import expect, sync_playwright
+
+    model_url = f"{ui.base_url}/mlops/models/{MODEL}"
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = _logged_in_page(ui, browser, scheme)
+            page.goto(model_url)
+            expect(page.locator("#training-cost-chart svg .primary circle")).to_have_count(3)
+            expect(page.locator("#training-cost-chart svg .reference.median title")).to_have_text("median: 40")
+            expect(page.locator("#scoring-cost-chart svg .series circle")).to_have_count(2)
+            expect(page.locator("tr[data-version='2'] td.training-cost")).to_have_text("40 CPU-s · 20 s wall · 512 MiB peak")
+            expect(page.locator("#scoring-runs tr[data-run=scheduled__w1] td.cpu-per-million")).to_have_text("4000")
+            page.locator("#cost").screenshot(path=str(screenshots / f"{scheme}-cost.png"))
+
+            page.goto(f"{model_url}/versions/2")
+            expect(page.locator("#training-cost")).to_have_text("40 CPU-s · 20 s wall · 512 MiB peak")
+            link = page.locator("#card-link")
+            expect(link).to_have_attribute("href", f"/mlops/models/{MODEL}/versions/2/card")
+
+            page.goto(f"{model_url}/versions/2/card")
+            expect(page.locator("h1")).to_have_text(f"Model card: {MODEL} v2")
+            for section in ("purpose", "training-data", "metrics", "explanations", "gate", "lineage", "alias-history",
+                            "cost"):
+                expect(page.locator(f"section#{section}")).to_be_visible()
+            expect(page.locator("#training-data")).to_contain_text("2" * 64)
+            expect(page.locator("#metrics")).to_contain_text("plan=basic")
+            expect(page.locator("#metrics")).to_contain_text("0.92")
+            expect(page.locator("#gate .badge")).to_have_text("passed")
+            expect(page.locator("#lineage")).to_contain_text("abc2")
+            expect(page.locator("#alias-history")).to_contain_text("beats v1 on roc_auc")
+            expect(page.locator("#alias-history")).to_contain_text("approved by bob")
+            expect(page.locator("#cost")).to_contain_text("40 CPU-s")
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == ("rgb(26, 32, 44)" if scheme == "dark" else "rgb(255, 255, 255)")
+            page.screenshot(path=str(screenshots / f"{scheme}-model-card.png"), full_page=True)
+        finally:
+            browser.close()
+    card = get_json(ui, f"/mlops/api/models/{MODEL}/versions/2/card", user="viewer")
+    assert card["model"]["version"] == 2 and card["cost"]["cpu_seconds"] == 40.0
+    assert (ui.root / "mlops" / "models" / MODEL / "2" / "model_card.html").is_file()

@@ -342,3 +342,34 @@ def test_an_id_named_like_a_row_number_column_is_refused_when_they_are_written(s
     write_input(store, parts=1)
     with pytest.raises(ConfigError, match="source_row"):
         plan_batch(clashing, champion, store, run_id="r-clash")
+
+
+def test_the_manifest_and_the_scoring_run_carry_the_batchs_cost_once(store, champion):
+    from airflow_mlops import steps
+
+    write_input(store)
+    cfg = config()
+    planned = steps.plan_scoring(cfg, store, champion, pinned={"version": 1}, run_id="manual__cost",
+                                 input_uri="incoming/", plan_path="runs/cost/plan.json")
+
+    def score(chunk):
+        return steps.score_planned_chunk(cfg, store, chunk=chunk.to_dict(), validation_prefix="runs/cost").to_dict()
+
+    results = [score(chunk) for chunk in planned.chunks]
+    results[0] = score(planned.chunks[0])  # a retried chunk: Airflow keeps only the last try's result
+    for _ in range(2):  # and a retried commit
+        committed = steps.commit_scoring(store, champion, results=results, dag_id="churn__batch_inference",
+                                         run_id="manual__cost")
+    manifest = store.read_json(committed.uri)
+    cost = manifest["cost"]
+    assert cost["rows"] == manifest["total_rows"] == 3000
+    assert cost["cpu_seconds"] > 0
+    assert cost["cpu_seconds"] == pytest.approx(sum(r["cost"]["cpu_seconds"] for r in results), abs=1e-3)
+    assert cost["cpu_seconds_per_million_rows"] == pytest.approx(cost["cpu_seconds"] * 1e6 / 3000, rel=1e-3)
+    assert cost["wall_seconds"] == pytest.approx(sum(r["cost"]["wall_seconds"] for r in results), abs=1e-3)
+    assert cost["peak_memory_bytes"] == max(r["cost"]["peak_memory_bytes"] for r in results) > 10 * 2**20
+    assert [p["cost"] for p in manifest["parts"]] == [r["cost"] for r in results]
+    runs = champion.scoring_runs("churn")
+    assert len(runs) == 1, "a retried commit updates its scoring run"
+    assert (runs[0].cpu_seconds, runs[0].peak_memory_bytes) == (cost["cpu_seconds"], cost["peak_memory_bytes"])
+    assert runs[0].to_dict()["cpu_seconds_per_million_rows"] == cost["cpu_seconds_per_million_rows"]

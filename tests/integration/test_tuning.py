@@ -233,6 +233,8 @@ def test_the_version_page_shows_the_study_importance_and_trials(store):
     assert tuning["summary"]["study"] == planned["study"] and tuning["summary"]["n_trials"] == 4
     assert [t["number"] for t in tuning["trials"]] == [0, 1, 2, 3]
     assert {t["worker"] for t in tuning["trials"]} == {"worker-7"} and {t["state"] for t in tuning["trials"]} == {"complete"}
+    assert all(t["cpu_seconds"] > 0 for t in tuning["trials"]), "each trial records its CPU-seconds"
+    assert page["cost_text"] and "CPU-s" in page["cost_text"]
     shares = [row["share"] for row in tuning["importance"]]
     assert {row["param"] for row in tuning["importance"]} == set(config.tuning.space)
     assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1.0, abs=0.01)
@@ -245,6 +247,8 @@ def test_the_version_page_shows_the_study_importance_and_trials(store):
         name=config.pipeline, version={**page, "aliases": []}, prefix="/mlops", user="viewer")
     assert html.count('<tr data-state="complete"') == 4 and 'id="tuning"' in html
     assert f'data-param="{tuning["importance"][0]["param"]}"' in html
+    assert html.count('<td class="cpu-seconds">') == 4
+    assert f'href="/mlops/models/breast_cancer/versions/{version.version}/card"' in html
 
 
 @pytest.mark.parametrize(("tuning", "message"), [

@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "airflow_mlops"
 AIRFLOW_FREE = ["config", "data", "drift", "evaluation", "inference", "monitoring", "registry", "storage", "training",
-                "tuning", "validation", "refs.py", "settings.py", "dotted.py", "errors.py", "steps", "governance.py"]
+                "tuning", "validation", "refs.py", "settings.py", "dotted.py", "errors.py", "steps", "governance.py",
+                "cost.py"]
 UPPER = ("airflow_mlops.operators", "airflow_mlops.hooks", "airflow_mlops.triggers", "airflow_mlops.ui",
          "airflow_mlops.cli", "airflow_mlops.dag_factory", "airflow_mlops.provider")
 

@@ -215,3 +215,30 @@ def test_version_page_has_slice_tables(registry, mlops_home):
     assert version["gate"] == "passed"
     assert version["evaluations"][0]["slices"] == {
         "columns": ["roc_auc"], "rows": [{"slice": "plan=basic", "rows": 30, "metrics": {"roc_auc": 0.8}, "note": None}]}
+
+
+def test_the_model_page_shows_training_cost_per_version_and_scoring_cost_over_time(registry, mlops_home):
+    views = _views(registry, mlops_home)
+    for version, cpu in ((1, 2.0), (2, 3.0), (3, 40.0)):
+        registry.register_version("churn", artifact_uri=f"/m/{version}", artifact_sha256="0" * 64, flavor="xgboost",
+                                  task="binary_classification", dag_id="churn__retrain", run_id=f"r{version}",
+                                  task_id="train", cost={"wall_seconds": cpu / 2, "cpu_seconds": cpu,
+                                                         "peak_memory_bytes": 300 * 2**20, "peak_memory_scope": "task"})
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    for day, cpu in enumerate((1.5, 2.0, 2.5)):
+        registry.record_scoring_run("churn", 3, dag_id="churn__batch_inference", run_id=f"scheduled__{day}",
+                                    manifest_uri=f"{mlops_home}/p{day}/_manifest.json",
+                                    output_prefix=f"{mlops_home}/p{day}", rows=500_000, seconds=cpu,
+                                    cpu_seconds=cpu, peak_memory_bytes=2**30, committed_at=start + timedelta(days=day))
+    model = views.model("churn")
+    assert [v["cost_text"] for v in model["versions"]] == [
+        "40 CPU-s · 20 s wall · 300 MiB peak", "3 CPU-s · 1.5 s wall · 300 MiB peak", "2 CPU-s · 1 s wall · 300 MiB peak"]
+    assert [v["cost"]["cpu_seconds"] for v in model["versions"]] == [40.0, 3.0, 2.0]
+    training = model["training_cost_chart"]
+    assert "training CPU-seconds" in training and "<title>v3: 40</title>" in training
+    assert "<title>median: 3</title>" in training
+    scoring = model["scoring_cost_chart"]
+    assert "CPU-seconds per million rows" in scoring and "2026-03-01" in scoring and ": 5</title>" in scoring
+    assert "<title>median: 4</title>" in scoring
+    assert [(r["cpu_seconds_per_million_rows"], r["peak_memory"]) for r in model["scoring_runs"]] == [
+        (5.0, "1.00 GiB"), (4.0, "1.00 GiB"), (3.0, "1.00 GiB")]

@@ -674,8 +674,12 @@ class PipelineConfig(_Section):
     pipeline: Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)] = Field(
         description="also the registered model name; lowercase letters, digits, _ and -"
     )
-    owner: str = Field("airflow", description="owner of the three DAGs in the Airflow UI")
-    description: str = Field("", description="shown as the DAGs' description")
+    owner: str = Field("airflow", description="owner of the DAGs in the Airflow UI; named as the model's owner in its model card")
+    description: str = Field("", description="what the model does: the DAGs' description and the purpose in its model card")
+    intended_use: str = Field("", description="who should use the model's predictions and for what (model card)")
+    limitations: list[str] = Field(
+        default_factory=list, description="known limitations and uses to avoid, one sentence each (model card)"
+    )
     tags: list[str] = Field(default_factory=list, description="added to the DAGs' tags")
     data: DataConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)

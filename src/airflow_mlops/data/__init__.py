@@ -14,6 +14,7 @@ from airflow_mlops.data.io import (
     parquet_row_groups,
     read_arrow,
     read_table,
+    time_ranges,
     write_table,
 )
 from airflow_mlops.data.split import split_dataset
@@ -31,5 +32,6 @@ __all__ = [
     "read_arrow",
     "read_table",
     "split_dataset",
+    "time_ranges",
     "write_table",
 ]

@@ -214,3 +214,35 @@ def write_table(df: pd.DataFrame | pa.Table, uri: str, store: ArtifactStore, *, 
         else:
             pacsv.write_csv(table, temp)
         return store.write_file(uri, temp, move=True)
+
+
+def _schema(part: str, store: ArtifactStore) -> pa.Schema:
+    with store.open_read(part) as source:
+        if data_format(part) == "csv":
+            schema: list[pa.Schema] = []
+            for _ in _csv_batches(source, part, None, DEFAULT_BATCH_ROWS, on_schema=schema.append):
+                break
+            return schema[0]
+        return _parquet_file(source, part).schema_arrow
+
+
+def time_ranges(uri: str, store: ArtifactStore) -> list[dict[str, Any]]:
+    """The earliest and latest value of each date or timestamp column, `{column, start, end}` in ISO 8601
+    (empty when the data has no such column). Reads only those columns, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = list_parts(uri, store)
+    columns = [f.name for f in _schema(parts[0], store) if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
+    if not columns:
+        return []
+    bounds: dict[str, list[Any]] = {}
+    for batch in iter_batches(uri, store, columns=columns):
+        for name in columns:
+            found = pc.min_max(batch.column(name)).as_py()
+            if found["min"] is None:
+                continue
+            low, high = bounds.get(name, [found["min"], found["max"]])
+            bounds[name] = [min(low, found["min"]), max(high, found["max"])]
+    return [{"column": name, "start": bounds[name][0].isoformat(), "end": bounds[name][1].isoformat()}
+            for name in columns if name in bounds]

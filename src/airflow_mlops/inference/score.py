@@ -11,6 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow_mlops.cost import Cost, cpu_seconds_per_million_rows, measure_cost
 from airflow_mlops.errors import DataError
 from airflow_mlops.inference.plan import BatchPlan, check_output_prefix
 from airflow_mlops.refs import ArtifactRef, Record
@@ -43,6 +44,7 @@ class ChunkResult(Record):
     size: int
     seconds: float
     worker: str
+    cost: Cost | None = None  # the whole task's: loading the model, reading, validating, scoring, writing
 
 
 def _model(plan: BatchPlan, store: ArtifactStore) -> LoadedModel:
@@ -323,7 +325,18 @@ def score_chunk(
     """Score chunk `index` into `<output_prefix>/part-<index>.parquet` (overwritten on retry).
 
     `worker` names the host in the manifest (default: this machine's hostname); the pid is added.
+    The result's `cost` is the chunk's wall time, CPU-seconds and peak memory (see `airflow_mlops.cost`);
+    a retried chunk reports its own try's, which replaces the earlier one in the manifest.
     """
+    with measure_cost() as meter:
+        result = _score_chunk(plan, index, store, validate=validate, batch_rows=batch_rows, worker=worker)
+    return result.model_copy(update={"cost": meter.cost})
+
+
+def _score_chunk(
+    plan: BatchPlan | dict[str, Any], index: int, store: ArtifactStore, *,
+    validate: Callable[[pd.DataFrame], GateResult] | None, batch_rows: int, worker: str | None,
+) -> ChunkResult:
     plan = plan if isinstance(plan, BatchPlan) else BatchPlan.from_dict(plan)
     if not 0 <= index < len(plan.chunks):
         raise DataError(f"chunk {index} is not in the plan ({len(plan.chunks)} chunks)")
@@ -418,12 +431,33 @@ def commit_batch(plan: BatchPlan | dict[str, Any], results: list[ChunkResult | d
                             for uri, version in dict.fromkeys((p.uri, p.version) for c in plan.chunks for p in c.parts)]},
         "total_rows": sum(r.rows for r in ordered),
         "parts": [{"uri": r.uri, "rows": r.rows, "sha256": r.sha256, "size": r.size, "seconds": r.seconds,
-                   "worker": r.worker} for r in ordered],
+                   "worker": r.worker, "cost": r.cost.to_dict() if r.cost else None} for r in ordered],
         "timing": {"chunk_seconds": round(sum(r.seconds for r in ordered), 3), "planned_at": plan.planned_at,
                    "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "cost": batch_cost(ordered),
         "removed_stale": stale,
     }
     return store.write_json(plan.manifest_uri, manifest)
+
+
+def batch_cost(results: list[ChunkResult]) -> dict[str, Any]:
+    """The batch's cost from its chunks': summed wall and CPU-seconds, CPU-seconds per million rows, the
+    largest peak memory. Unknown (None) when a chunk's result carries no cost (scored before costs were kept)."""
+    rows = sum(r.rows for r in results)
+    costs = [r.cost for r in results]
+    if not costs or any(c is None for c in costs):
+        return {"rows": rows, "wall_seconds": None, "cpu_seconds": None, "cpu_seconds_per_million_rows": None,
+                "peak_memory_bytes": None, "peak_memory_scope": None}
+    cpu = round(sum(c.cpu_seconds for c in costs), 3)
+    peaks = [c.peak_memory_bytes for c in costs if c.peak_memory_bytes is not None]
+    return {
+        "rows": rows,
+        "wall_seconds": round(sum(c.wall_seconds for c in costs), 3),
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_million_rows": cpu_seconds_per_million_rows(cpu, rows),
+        "peak_memory_bytes": max(peaks) if peaks else None,
+        "peak_memory_scope": "process" if any(c.peak_memory_scope == "process" for c in costs) else "task",
+    }
 
 
 def read_output(prefix: str, store: ArtifactStore) -> pd.DataFrame:

@@ -49,6 +49,7 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             return {"chosen_options": [self.APPROVE], "params_input": {}, "responded_by_user": None}
         if self.approval != "required":
             self.log.info("'%s' is protected (promotion.protected): asking for approval", self.pipeline.promotion.alias)
+        self.body = with_card_link(self.body, self.evaluated)
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
@@ -69,7 +70,8 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             self.log.warning("%s; asking again", refusal)
             # Airflow keeps the request as it was and clears the refused response: it is open again.
             upsert_hitl_detail(
-                ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self.body,
+                ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
+                body=with_card_link(self.body, self.evaluated),
                 defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
                 assigned_users=self.assigned_users,
             )
@@ -89,6 +91,20 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             approval=approval_from_result(event) if event is not None else None,
             actor=info.actor, dag_id=info.dag_id, run_id=info.run_id,
         )
+
+
+def with_card_link(body: str | None, evaluated: Any) -> str | None:
+    """The approval form's body with a link to the waiting version's model card (written at evaluation)."""
+    from urllib.parse import quote
+
+    from airflow_mlops.operators.links import UI_PREFIX
+
+    model = (evaluated or {}).get("model") if isinstance(evaluated, dict) else None
+    if not model:
+        return body
+    url = f"{UI_PREFIX}/models/{quote(str(model['name']))}/versions/{int(model['version'])}/card"
+    line = f"Model card: [{model['name']} v{int(model['version'])}]({url})"
+    return body if body and url in body else "\n\n".join(part for part in (body, line) if part)
 
 
 def _as_datetime(value: Any) -> datetime:

@@ -76,6 +76,7 @@ class PromoteModelOperator(MlopsBaseOperator):
                 dag_id=info.dag_id,
                 run_id=info.run_id,
                 approval=approval_from_result(self.approved),
+                store=self.store,
             )
         return self.finish(moved, context)
 
@@ -115,5 +116,6 @@ class RollbackModelOperator(MlopsBaseOperator):
                 reason=self.reason,
                 dag_id=info.dag_id,
                 run_id=info.run_id,
+                store=self.store,
             )
         return self.finish(moved, context)

@@ -173,12 +173,13 @@ class ModelRegistry:
         task_id: str | None = None,
         created_by: str | None = None,
         tags: dict[str, Any] | None = None,
+        cost: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Register the next version of `name` (the model is created on first use).
 
         Idempotent per (dag_id, run_id, task_id): the same task of the same run
         gets the version it registered before, so an Airflow retry never makes
-        a duplicate.
+        a duplicate. `cost`: what training it cost (see `airflow_mlops.cost`).
         """
         if code_version is None:
             code_version = _git_sha()
@@ -188,7 +189,7 @@ class ModelRegistry:
             "params": params or {}, "metrics": metrics or {}, "datasets": datasets or {},
             "code_version": code_version, "library_versions": library_versions or {}, "dag_id": dag_id,
             "run_id": run_id, "task_id": task_id, "created_by": _actor(created_by), "status": "active",
-            "tags": tags or {},
+            "tags": tags or {}, "cost": cost,
         }
         for attempt in range(50):
             if attempt:
@@ -383,6 +384,13 @@ class ModelRegistry:
             row.status = "archived"
             row.tags = {**(row.tags or {}), "archived_by": _actor(actor)}
             return to_record(ModelVersion, row, name=name)
+
+    def set_version_cost(self, name: str, version: int, cost: dict[str, Any]) -> ModelVersion:
+        """Replace the version's training cost (a retried training task's measurement replaces the first)."""
+        with self._write() as session:
+            model = self._model(session, name, lock=True)
+            self._version_row(session, model, version).cost = dict(cost)
+        return self.get_version(name, version)
 
     def set_version_tags(self, name: str, version: int, tags: dict[str, Any]) -> ModelVersion:
         with self._write() as session:
@@ -678,16 +686,21 @@ class ModelRegistry:
         seconds: float | None = None,
         input_fingerprint: str | None = None,
         committed_at: datetime | None = None,
+        cpu_seconds: float | None = None,
+        peak_memory_bytes: int | None = None,
     ) -> ScoringRun:
         """Record a committed batch-inference run of `name` v`version`.
 
         Idempotent per (model, dag_id, run_id): a retried commit updates the same
-        row (the latest commit's manifest wins) instead of adding a second one.
+        row (the latest commit's manifest and cost win) instead of adding a second one.
+        `cpu_seconds`, `peak_memory_bytes`: the chunks' summed CPU time and largest peak memory.
         """
         values = {
             "version": version, "manifest_uri": manifest_uri, "output_prefix": output_prefix, "rows": int(rows),
             "seconds": None if seconds is None else float(seconds), "input_fingerprint": input_fingerprint,
             "committed_at": committed_at or utcnow(),
+            "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
+            "peak_memory_bytes": None if peak_memory_bytes is None else int(peak_memory_bytes),
         }
         with self._write() as session:
             model = self._model(session, name, lock=True)

@@ -83,6 +83,8 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(20), default="active")
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What training it cost (0004): wall_seconds, cpu_seconds, peak_memory_bytes, peak_memory_scope.
+    cost: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AliasRow(Base):
@@ -187,6 +189,9 @@ class ScoringRunRow(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     input_fingerprint: Mapped[str | None] = mapped_column(String(64))
     committed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The chunks' summed CPU-seconds and their largest peak memory (0004).
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PerformanceRow(Base):

@@ -34,6 +34,7 @@ class ModelVersion(_Record):
     status: str
     tags: dict[str, Any]
     aliases: list[str] = field(default_factory=list)
+    cost: dict[str, Any] = field(default_factory=dict)  # training cost; empty for versions registered before 0004
 
 
 
@@ -131,6 +132,17 @@ class ScoringRun(_Record):
     seconds: float | None
     input_fingerprint: str | None
     committed_at: datetime
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+
+    @property
+    def cpu_seconds_per_million_rows(self) -> float | None:
+        from airflow_mlops.cost import cpu_seconds_per_million_rows
+
+        return cpu_seconds_per_million_rows(self.cpu_seconds, self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "cpu_seconds_per_million_rows": self.cpu_seconds_per_million_rows}
 
 
 @dataclass(frozen=True)

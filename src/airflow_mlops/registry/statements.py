@@ -70,7 +70,7 @@ def _insert_next_version(versions: Any, dialect: str) -> Any:
     return versions.insert().from_select(columns, source).returning(versions.c.version)
 
 
-JSON_COLUMNS = {"params", "metrics", "datasets", "library_versions", "tags"}
+JSON_COLUMNS = {"params", "metrics", "datasets", "library_versions", "tags", "cost"}
 
 _ALIAS_STATE = """
     SELECT (SELECT status FROM mlops_model_versions WHERE model_id = :model_id AND version = :version) AS status,

@@ -7,6 +7,7 @@ an Airflow task; `operators.base.MlopsBaseOperator.finish` ends every task the s
 """
 
 from airflow_mlops.config.schema import window_timedelta
+from airflow_mlops.steps.card import card_path, model_card, write_model_card
 from airflow_mlops.steps.common import checked_location
 from airflow_mlops.steps.drift_check import check_pipeline_drift
 from airflow_mlops.steps.evaluate import evaluate_version
@@ -30,9 +31,9 @@ from airflow_mlops.steps.tune import plan_tuning, run_tuning_batch
 from airflow_mlops.steps.validate import validate_data
 
 __all__ = [
-    "already_announced", "check_batch_prediction_drift", "check_pipeline_drift", "checked_location",
+    "already_announced", "card_path", "check_batch_prediction_drift", "check_pipeline_drift", "checked_location",
     "commit_scoring", "describe_alias_move", "estimate_batch_performance", "evaluate_version", "mark_announced",
-    "monitor_performance", "pin_model", "plan_scoring", "plan_tuning", "promote_version", "record_approval_decision",
+    "model_card", "monitor_performance", "pin_model", "plan_scoring", "plan_tuning", "promote_version", "record_approval_decision",
     "rollback_alias", "run_tuning_batch", "score_planned_chunk", "split_training_data", "stored_test_predictions",
-    "train_and_register", "validate_data", "window_timedelta",
+    "train_and_register", "validate_data", "window_timedelta", "write_model_card",
 ]

@@ -26,9 +26,11 @@ def evaluate_version(
     report_path: str,
     run_id: str | None = None,
 ) -> Evaluated:
-    """Score the trained version and the current champion on the same test set; gate."""
+    """Score the trained version and the current champion on the same test set; gate; write the version's
+    model card (docs/model-cards.md)."""
     from airflow_mlops.data import read_table
     from airflow_mlops.evaluation import evaluate_candidate
+    from airflow_mlops.steps.card import write_model_card
 
     model = ModelRef.from_dict(trained["model"])
     test_ref = DatasetRef.from_dict(trained["datasets"]["test"])
@@ -57,8 +59,10 @@ def evaluate_version(
         test_fingerprint=test_ref.fingerprint,
     )
     recorded = registry.record_evaluation(model.name, model.version, run_id=run_id, **evaluation.record)
+    card = write_model_card(config, registry, store, model.name, model.version, gate=evaluation.gate)
+    outputs = [recorded.predictions_uri] if recorded.predictions_uri else []
     return Evaluated(
         model=model, champion_version=champion_version, gate=evaluation.gate,
-        lineage=Lineage(inputs=[candidate_record.artifact_uri, test_ref.uri], outputs=[recorded.predictions_uri] if recorded.predictions_uri else [],
+        lineage=Lineage(inputs=[candidate_record.artifact_uri, test_ref.uri], outputs=[*outputs, card.uri],
                         model=model_facts(candidate_record), metrics=recorded.metrics, metrics_split="test"),
     )

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.governance import check_rollback_run, require_approval_for_protected
 from airflow_mlops.refs import ModelRef
+from airflow_mlops.steps.card import refresh_model_cards
 from airflow_mlops.steps.common import alias_version, test_metrics
 from airflow_mlops.steps.results import AliasMoved, Lineage, model_facts
 
 if TYPE_CHECKING:
     from airflow_mlops.config import PipelineConfig
     from airflow_mlops.registry import Approval, ModelRegistry
+    from airflow_mlops.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,13 @@ def promote_version(
     dag_id: str | None = None,
     run_id: str | None = None,
     approval: Approval | None = None,
+    store: ArtifactStore | None = None,
 ) -> AliasMoved:
     """Compare-and-set the alias from the champion evaluation saw to the evaluated version.
 
     `approval` (who approved, their comment, when) is written on the history row of the move;
-    a protected alias moves only with one.
+    a protected alias moves only with one. With `store`, the model cards of the versions the alias
+    left and reached are brought up to date (their alias history).
     """
     model = ModelRef.from_dict(evaluated["model"])
     alias = config.promotion.alias
@@ -52,6 +56,8 @@ def promote_version(
         approval=approval,
     )
     log.info("%s '%s' -> v%s (was %s)", model.name, alias, model.version, current)
+    if store is not None:
+        refresh_model_cards(config, registry, store, model.name, [model.version, current])
     return _moved(registry, model, alias, current)
 
 
@@ -95,13 +101,17 @@ def rollback_alias(
     reason: str,
     dag_id: str | None = None,
     run_id: str | None = None,
+    store: ArtifactStore | None = None,
 ) -> AliasMoved:
     """Move `alias` back to the version it held before its last change (a protected alias only for
-    the alias admins named in the pipeline file: `actor` is the run's triggering user)."""
+    the alias admins named in the pipeline file: `actor` is the run's triggering user). With `store`,
+    the model cards of both versions are brought up to date."""
     check_rollback_run(config, alias, started_by=actor)
     name = config.pipeline
     before = alias_version(registry, name, alias)
     version = registry.rollback(name, alias, reason=reason, actor=actor, dag_id=dag_id, run_id=run_id)
+    if store is not None:
+        refresh_model_cards(config, registry, store, name, [version.version, before])
     return _moved(registry, ModelRef(name=name, version=version.version), alias, before)
 
 

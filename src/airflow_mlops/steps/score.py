@@ -92,7 +92,8 @@ def commit_scoring(
 
     The registry's scoring run (idempotent per dag/run: a retried commit updates
     it) is what the monitor joins labels against. `seconds` is the chunks' total
-    scoring time.
+    scoring time; `cpu_seconds` and `peak_memory_bytes` the manifest's cost (summed CPU-seconds,
+    largest peak memory of a chunk).
     """
     from airflow_mlops.inference import BatchPlan, commit_batch
 
@@ -103,12 +104,14 @@ def commit_scoring(
     manifest = commit_batch(plan, results, store)
     rows = sum(int(r["rows"]) for r in results)
     seconds = round(sum(float(r.get("seconds") or 0.0) for r in results), 3)
+    cost = store.read_json(manifest.uri, expected_sha256=manifest.sha256)["cost"]
     registry.record_scoring_run(
         plan.model_name, plan.model_version, dag_id=dag_id, run_id=run_id, manifest_uri=manifest.uri,
         output_prefix=plan.output_prefix, rows=rows, seconds=seconds, input_fingerprint=plan.input_fingerprint,
-        committed_at=datetime.now(timezone.utc),
+        committed_at=datetime.now(timezone.utc), cpu_seconds=cost["cpu_seconds"],
+        peak_memory_bytes=cost["peak_memory_bytes"],
     )
-    log.info("committed %s: %s rows", manifest.uri, rows)
+    log.info("committed %s: %s rows, %s CPU-s per million rows", manifest.uri, rows, cost["cpu_seconds_per_million_rows"])
     return Committed(
         uri=manifest.uri, sha256=manifest.sha256, rows=rows, name=plan.model_name, version=plan.model_version,
         run_id=run_id, output_prefix=plan.output_prefix,

@@ -32,15 +32,56 @@ def train_and_register(
 
     With `tuning` (the plan step's `{"study", "datasets"}`), train on the split the trials used,
     with the study's best params over `params_override`, and record the study in the version's tags.
+    The version records where its data came from (tag `training_data`) and what training cost
+    (`cost`: wall time, CPU-seconds, peak memory of splitting and training); a retry that trains
+    again replaces the cost, never adds to it.
     """
-    from airflow_mlops.data import read_table
-    from airflow_mlops.training import train_model
+    from airflow_mlops.cost import measure_cost
 
     name = config.pipeline
     existing = registry.find_version_by_run(name, lineage["dag_id"], lineage["run_id"], lineage["task_id"])
     if existing is not None and store.exists(existing.artifact_uri):
         log.info("this run already registered %s v%s; returning it instead of training again", name, existing.version)
         return _trained(existing, data_uri)
+
+    with measure_cost() as meter:
+        trained, datasets, tags = _train(config, store, registry, data_uri=data_uri, prefix=prefix,
+                                         params_override=params_override, tuning=tuning)
+    cost = meter.cost.to_dict()
+    log.info("training cost: %s", cost)
+    dataset_dicts = {key: ref.to_dict() for key, ref in datasets.items()}
+    version = registry.register_version(
+        name,
+        artifact_uri=trained.model_uri,
+        artifact_sha256=trained.artifact.sha256,
+        flavor=config.model.flavor,
+        task=config.model.task,
+        params=trained.params,
+        metrics={
+            **{f"train_{k}": v for k, v in trained.train_metrics.items()},
+            **{f"validation_{k}": v for k, v in trained.validation_metrics.items()},
+        },
+        datasets=dataset_dicts,
+        library_versions=trained.metadata.get("library_versions", {}),
+        dag_id=lineage["dag_id"],
+        run_id=lineage["run_id"],
+        task_id=lineage["task_id"],
+        created_by=lineage.get("actor"),
+        tags={**tags, "training_data": data_uri},
+        cost=cost,
+    )
+    if version.cost != cost:  # registered by an earlier try whose model file is gone: this try's cost stands
+        version = registry.set_version_cost(name, version.version, cost)
+    return _trained(version, data_uri)
+
+
+def _train(
+    config: PipelineConfig, store: ArtifactStore, registry: ModelRegistry, *, data_uri: str, prefix: str,
+    params_override: dict[str, Any] | None, tuning: dict[str, Any] | None,
+) -> tuple[Any, dict[str, DatasetRef], dict[str, Any]]:
+    """Split (or take the tuning study's split) and train: (trained model, splits, tags)."""
+    from airflow_mlops.data import read_table
+    from airflow_mlops.training import train_model
 
     split = config.data.split
     tags: dict[str, Any] = {}
@@ -66,27 +107,7 @@ def train_and_register(
         checkpoint_prefix=f"{prefix}/checkpoints",
         params_override=params_override,
     )
-    dataset_dicts = {key: ref.to_dict() for key, ref in datasets.items()}
-    version = registry.register_version(
-        name,
-        artifact_uri=trained.model_uri,
-        artifact_sha256=trained.artifact.sha256,
-        flavor=config.model.flavor,
-        task=config.model.task,
-        params=trained.params,
-        metrics={
-            **{f"train_{k}": v for k, v in trained.train_metrics.items()},
-            **{f"validation_{k}": v for k, v in trained.validation_metrics.items()},
-        },
-        datasets=dataset_dicts,
-        library_versions=trained.metadata.get("library_versions", {}),
-        dag_id=lineage["dag_id"],
-        run_id=lineage["run_id"],
-        task_id=lineage["task_id"],
-        created_by=lineage.get("actor"),
-        tags=tags,
-    )
-    return _trained(version, data_uri)
+    return trained, datasets, tags
 
 
 def _trained(version: ModelVersion, data_uri: str) -> Trained:

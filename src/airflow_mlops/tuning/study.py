@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from airflow_mlops.cost import measure_cost
 from airflow_mlops.errors import ConfigError, TrainingError
 from airflow_mlops.refs import Record
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PLAN_ATTR = "plan"
 SLOT_ATTR = "slot"
+CPU_SECONDS_ATTR = "cpu_seconds"  # the trial's fit and validation scoring (airflow_mlops.cost)
 _STORAGES: dict[str, Any] = {}
 _STORAGES_LOCK = threading.Lock()
 
@@ -257,18 +259,23 @@ def run_batch(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at round {step + 1}")
 
-        try:
-            fitted = fit_model(config, train, validation, params_override=params, on_round=on_round)
-            value = validation_score(config, fitted.model, validation, plan.metric)
-        except optuna.TrialPruned:
+        stopped: Exception | None = None
+        with measure_cost() as meter:
+            try:
+                fitted = fit_model(config, train, validation, params_override=params, on_round=on_round)
+                value = validation_score(config, fitted.model, validation, plan.metric)
+            except (optuna.TrialPruned, TrainingError) as exc:
+                stopped = exc
+        trial.set_user_attr(CPU_SECONDS_ATTR, meter.cost.cpu_seconds)  # a resumed trial's replaces the earlier try's
+        if isinstance(stopped, optuna.TrialPruned):
             study.tell(trial, state=TrialState.PRUNED)
             outcome.pruned += 1
             continue
-        except TrainingError as exc:
-            trial.set_user_attr("error", str(exc)[:500])
+        if isinstance(stopped, TrainingError):
+            trial.set_user_attr("error", str(stopped)[:500])
             study.tell(trial, state=TrialState.FAIL)
             outcome.failed += 1
-            log.warning("trial %s failed with params %s: %s", trial.number, params, exc)
+            log.warning("trial %s failed with params %s: %s", trial.number, params, stopped)
             continue
         if value is None:
             trial.set_user_attr("error", f"{plan.metric} is undefined on the validation split")
@@ -343,7 +350,8 @@ def _importance(study: optuna.Study, seed: int) -> dict[str, float]:
 
 
 def trial_history(url: str, study: str, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """The study's trials in order (number, state, value, params, slot, worker, seconds); [] when it is gone."""
+    """The study's trials in order (number, state, value, params, slot, worker, seconds, cpu_seconds); [] when it
+    is gone."""
     import optuna
 
     try:
@@ -358,6 +366,7 @@ def trial_history(url: str, study: str, *, limit: int = 1000) -> list[dict[str, 
             "number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
             "params": dict(trial.params), "slot": trial.user_attrs.get(SLOT_ATTR),
             "worker": trial.user_attrs.get("worker"), "seconds": round(seconds, 3) if seconds is not None else None,
+            "cpu_seconds": trial.user_attrs.get(CPU_SECONDS_ATTR),
             "error": trial.user_attrs.get("error"),
         })
     return rows

@@ -22,6 +22,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 REPORT_CSP = "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data:; connect-src 'none'"
 # Manifests are data: no script of any kind, and never sniffed as something else.
 MANIFEST_CSP = "sandbox; default-src 'none'"
+# Model cards are static pages of our own making: their inline style, nothing else.
+CARD_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
 
 
 class LazyApp:
@@ -168,6 +170,12 @@ def create_app() -> "FastAPI":
     def version_page(request: Request, name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep, registry_views: ViewsDep) -> HTMLResponse:
         return page(request, "version.html", user, name=name, version=registry_views.version(name, version))
 
+    @app.get("/models/{name}/versions/{version}/card")
+    def card_page(name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep,
+                  registry_views: ViewsDep) -> Response:
+        return Response(registry_views.card_html(name, version), media_type="text/html",
+                        headers={"Content-Security-Policy": CARD_CSP, "X-Content-Type-Options": "nosniff"})
+
     @app.get("/models/{name}/compare", response_class=HTMLResponse)
     def compare_page(request: Request, name: ModelName, user: GetUserDep, registry_views: ViewsDep,
                      a: Annotated[int, Query(ge=1)], b: Annotated[int, Query(ge=1)]) -> HTMLResponse:
@@ -219,6 +227,11 @@ def create_app() -> "FastAPI":
     @app.get("/api/models/{name}/versions/{version}")
     def api_version(name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep, registry_views: ViewsDep) -> dict[str, Any]:
         return registry_views.version(name, version)
+
+    @app.get("/api/models/{name}/versions/{version}/card")
+    def api_card(name: ModelName, version: Annotated[int, PathParam(ge=1)], user: GetUserDep,
+                 registry_views: ViewsDep) -> dict[str, Any]:
+        return registry_views.card(name, version)
 
     @app.get("/api/models/{name}/compare")
     def api_compare(name: ModelName, user: GetUserDep, registry_views: ViewsDep,

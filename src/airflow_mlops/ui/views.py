@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         EvaluationRecord,
         ModelVersion,
         PerformanceRecord,
+        ScoringRun,
     )
     from airflow_mlops.storage import ArtifactStore
 
@@ -53,6 +55,7 @@ MAX_VERSIONS_PER_PAGE = 500
 CHART_VERSIONS = 100  # the metric chart covers the newest this many versions
 RECENT_ROWS = 50  # evaluations, drift checks and batch runs listed on the model page
 CHART_DRIFT_RECORDS = 200
+CHART_SCORING_RUNS = 200  # the scoring-cost chart covers the newest this many batch runs
 # Metrics that live in [0, 1]: their charts never show an axis beyond it.
 UNIT_INTERVAL_METRICS = frozenset({"roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "f1", "precision", "recall",
                                    "brier"})
@@ -158,6 +161,7 @@ class RegistryViews:
         gate_lines = [ReferenceLine(f"gate {side}", bound, "threshold")
                       for side, bound in (("min", gate.min), ("max", gate.max)) if bound is not None] if gate else []
         window = f"the newest {len(recent)} versions" if paging["total"] > len(recent) else "version"
+        scoring_runs = self.registry.scoring_runs(name, limit=CHART_SCORING_RUNS)
         return {
             "name": name,
             "settings": {**settings.__dict__, "higher_is_better": settings.higher_is_better},
@@ -174,7 +178,9 @@ class RegistryViews:
             "history": [e.to_dict() for e in reversed(self.registry.history(name))],
             "evaluations": [e.to_dict() for e in self.registry.recent_evaluations(name, limit=RECENT_ROWS)],
             "drift": [d.to_dict() for d in reversed(drift[-RECENT_ROWS:])],
-            "scoring_runs": [run.to_dict() for run in self.registry.scoring_runs(name, limit=RECENT_ROWS)],
+            "scoring_runs": [_scoring_run_row(run) for run in scoring_runs[:RECENT_ROWS]],
+            "training_cost_chart": _training_cost_chart(recent, window),
+            "scoring_cost_chart": _scoring_cost_chart(scoring_runs),
             "metric_chart": line_chart_svg(
                 metric_points, f"{settings.primary_metric} by {window}", gate_lines,
                 clamp=UNIT_INTERVAL if settings.primary_metric in UNIT_INTERVAL_METRICS else None,
@@ -236,7 +242,7 @@ class RegistryViews:
             "estimated": [r.to_dict() for r in estimated],
             "latest_slices": _slice_rows(realized[-1] if realized else None, metrics),
             "drift": [d.to_dict() for d in drift],
-            "scoring_runs": [run.to_dict() for run in scoring_runs],
+            "scoring_runs": [_scoring_run_row(run) for run in scoring_runs],
             "charts": {
                 "performance": {
                     metric: time_chart_svg(
@@ -271,6 +277,21 @@ class RegistryViews:
             ],
             **self._tuning(record),
         }
+
+    def card(self, name: str, version: int) -> dict[str, Any]:
+        """The version's model card, regenerated into the artifact store when missing or out of date."""
+        from airflow_mlops.steps.card import model_card
+
+        self.registry.get_version(name, version)  # NotFoundError for an unknown model or version
+        return model_card(self.pipelines.get(name), self.registry, self.store, name, version)
+
+    def card_html(self, name: str, version: int) -> bytes:
+        """The card's HTML, read back from the artifact store under the reports' rule (inside the root)."""
+        from airflow_mlops.steps.card import card_path
+
+        self.card(name, version)
+        uri = self.store.uri(card_path(name, version, "html"))
+        return self.store.read_bytes(artifact_path_in_root(self.store.root, uri, REPORT_SUFFIX))
 
     def _tuning(self, record: ModelVersion) -> dict[str, Any]:
         """The study a tuned version came from: its summary (kept out of the tags table), importance and trials."""
@@ -392,6 +413,7 @@ class RegistryViews:
             "test_metrics": evaluation.metrics if evaluation else {},
             "gate": None if evaluation is None else "passed" if evaluation.passed else "failed",
             "lineage": _lineage(version),
+            "cost_text": _cost_text(version.cost),
         }
 
 
@@ -531,6 +553,48 @@ def _promote_choices(
         "options": [{"version": v, "failed": gate == "failed", "selected": v == selected}
                     for v, gate in sorted(choices.items(), reverse=True)],
     }
+
+
+def memory_text(value: Any) -> str | None:
+    """Bytes as MiB or GiB (None when unknown)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+
+
+def _cost_text(cost: dict[str, Any] | None) -> str | None:
+    """A version's training cost in one line: CPU-seconds, wall time, peak memory."""
+    if not cost:
+        return None
+    parts = [f"{cost['cpu_seconds']:.3g} CPU-s" if cost.get("cpu_seconds") is not None else None,
+             f"{cost['wall_seconds']:.3g} s wall" if cost.get("wall_seconds") is not None else None,
+             f"{memory_text(cost.get('peak_memory_bytes'))} peak" if cost.get("peak_memory_bytes") else None]
+    return " · ".join(p for p in parts if p) or None
+
+
+def _scoring_run_row(run: ScoringRun) -> dict[str, Any]:
+    return {**run.to_dict(), "peak_memory": memory_text(run.peak_memory_bytes)}
+
+
+def _median_line(values: list[Any]) -> list[ReferenceLine]:
+    """A median reference line, so one unusually costly run stands out (none for fewer than three points)."""
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return [ReferenceLine("median", statistics.median(numbers), "median")] if len(numbers) >= 3 else []
+
+
+def _training_cost_chart(versions: list[ModelVersion], window: str) -> str:
+    points = [(f"v{v.version}", (v.cost or {}).get("cpu_seconds")) for v in versions]
+    return line_chart_svg(points, f"training CPU-seconds by {window}", _median_line([p for _, p in points]),
+                          clamp=(0.0, None))
+
+
+def _scoring_cost_chart(runs: list[ScoringRun]) -> str:
+    points = [TimePoint(run.committed_at, run.cpu_seconds_per_million_rows) for run in reversed(runs)]
+    return time_chart_svg(
+        "batch scoring: CPU-seconds per million rows",
+        [TimeSeries("CPU-s per million rows", "scoring-cost", points)],
+        _median_line([p.value for p in points]), clamp=(0.0, None),
+    )
 
 
 def _drift_chart(drift: list[DriftRecord], config: PipelineConfig | None) -> str:

@@ -13,57 +13,41 @@ import getpass
 import os
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
-from airflow_mlops.registry.convert import RecordT, approval_columns, to_record
-from airflow_mlops.registry.engine import default_registry_url, registry_engine
+from airflow_mlops.registry.base import _MODEL_IDS, RegistryBase
+from airflow_mlops.registry.convert import approval_columns, to_record
 from airflow_mlops.registry.models import (
     AliasCursorRow,
     AliasEventRow,
     AliasRow,
-    DriftRow,
-    EvaluationRow,
     ModelVersionRow,
-    PerformanceRow,
     RegisteredModelRow,
-    ScoringRunRow,
     utcnow,
 )
+from airflow_mlops.registry.outcomes import RecordedOutcomes
+from airflow_mlops.registry.pages import PageReads
 from airflow_mlops.registry.records import (
     DECISION_KINDS,
     MOVE_KINDS,
     AliasEvent,
     Approval,
-    DriftRecord,
-    EvaluationRecord,
     ModelVersion,
-    PerformanceRecord,
     RegisteredModel,
-    ScoringRun,
 )
-from airflow_mlops.registry.statements import (
-    alias_moves,
-    equal_or_null,
-    hot_statements,
-    json_equals,
-    json_type_is,
-)
+from airflow_mlops.registry.statements import alias_moves, hot_statements, json_equals, json_type_is
 from airflow_mlops.settings import CODE_VERSION_ENV
 
 UNCHECKED: Any = object()
 """`set_alias(expected_version=UNCHECKED)`: move the alias whatever it points at now."""
 
-_READY: set[str] = set()
-_MODEL_IDS: dict[tuple[str, str], int] = {}  # models are never deleted, so ids never go stale
 
 
 def _actor(actor: str | None) -> str:
@@ -74,84 +58,13 @@ def _actor(actor: str | None) -> str:
     except (KeyError, OSError):
         return os.environ.get("USER", "unknown")
 
-
-class ModelRegistry:
+class ModelRegistry(RecordedOutcomes, PageReads, RegistryBase):
     """The model registry on any SQLAlchemy database (SQLite embedded by default).
 
     :param url: SQLAlchemy URL; None = `<artifact root>/registry.db`.
     :param upgrade: apply migrations on first use; default: yes for SQLite, no
         elsewhere (production databases are upgraded with `airflow-mlops db upgrade`).
     """
-
-    def __init__(self, url: str | None = None, *, upgrade: bool | None = None) -> None:
-        self.url = url or default_registry_url()
-        self.engine = registry_engine(self.url)
-        self._writer = self.engine.execution_options(mlops_write=True)
-        # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
-        self._reader = registry_engine(self.url, autocommit=True)
-        if self.url not in _READY:
-            self._ensure_schema(self.url.startswith("sqlite") if upgrade is None else upgrade)
-
-    def _ensure_schema(self, upgrade: bool) -> None:
-        from airflow_mlops.registry import migrate
-
-        head = migrate.head_revision()
-        if migrate.current_revision(self.engine) != head:
-            if not upgrade:
-                raise RegistryError(
-                    f"the registry database {self.engine.url.render_as_string(hide_password=True)} is not at "
-                    f"schema {head}; run `airflow-mlops db upgrade --db URL`"
-                )
-            migrate.upgrade(self.engine)
-        _READY.add(self.url)
-
-    # ------------------------------------------------------------------ sessions
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @staticmethod
-    def _model(session: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
-        query = select(RegisteredModelRow).where(RegisteredModelRow.name == name)
-        row = session.scalars(query.with_for_update() if lock else query).first()
-        if row is None:
-            raise NotFoundError(f"no registered model named {name!r}")
-        return row
-
-    @staticmethod
-    def _model_for_write(session: Session, name: str) -> RegisteredModelRow:
-        query = select(RegisteredModelRow).where(RegisteredModelRow.name == name).with_for_update()
-        row = session.scalars(query).first()
-        if row is not None:
-            return row
-        try:
-            with session.begin_nested():
-                session.add(RegisteredModelRow(name=name, description="", tags={}, created_at=utcnow()))
-        except SqlIntegrityError:
-            pass  # created by a concurrent writer; lock theirs
-        return session.scalars(query).one()
-
-    @staticmethod
-    def _aliases_by_version(session: Session, model_id: int) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {}
-        for row in session.scalars(select(AliasRow).where(AliasRow.model_id == model_id).order_by(AliasRow.alias)):
-            found.setdefault(row.version, []).append(row.alias)
-        return found
-
-    def _version_row(self, session: Session, model: RegisteredModelRow, version: int) -> ModelVersionRow:
-        row = session.scalars(
-            select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
-        ).first()
-        if row is None:
-            raise NotFoundError(f"model {model.name!r} has no version {version}")
-        return row
 
     # ------------------------------------------------------------------ versions
 
@@ -603,344 +516,6 @@ class ModelRegistry:
                 session.add(AliasCursorRow(stream=stream, last_event_id=event_id, updated_at=utcnow()))
             elif event_id > row.last_event_id:
                 row.last_event_id, row.updated_at = event_id, utcnow()
-
-    # ------------------------------------------------------- evaluations, drift
-
-    def record_evaluation(
-        self,
-        name: str,
-        version: int,
-        *,
-        metrics: dict[str, Any],
-        passed: bool,
-        dataset_fingerprint: str | None = None,
-        slice_metrics: dict[str, Any] | None = None,
-        compared_to_version: int | None = None,
-        report_uri: str | None = None,
-        run_id: str | None = None,
-        predictions_uri: str | None = None,
-        predictions_sha256: str | None = None,
-    ) -> EvaluationRecord:
-        """`predictions_uri`/`_sha256`: the version's stored held-out test predictions, if any."""
-        with self._write() as session:
-            model = self._model(session, name)
-            self._version_row(session, model, version)
-            row = EvaluationRow(
-                model_id=model.id, version=version, dataset_fingerprint=dataset_fingerprint, metrics=metrics,
-                slice_metrics=slice_metrics or {}, compared_to_version=compared_to_version, passed=passed,
-                report_uri=report_uri, run_id=run_id, at=utcnow(), predictions_uri=predictions_uri,
-                predictions_sha256=predictions_sha256,
-            )
-            session.add(row)
-            session.flush()
-            return to_record(EvaluationRecord, row, name=name)
-
-    def evaluations(self, name: str, version: int | None = None) -> list[EvaluationRecord]:
-        """Evaluations, oldest first (of one version when `version` is given)."""
-        return self._history(name, EvaluationRow, EvaluationRecord, version=version)
-
-    def record_drift(
-        self,
-        name: str,
-        *,
-        drift_share: float,
-        drifted_columns: list[Any],
-        passed: bool,
-        version: int | None = None,
-        reference_fingerprint: str | None = None,
-        current_fingerprint: str | None = None,
-        report_uri: str | None = None,
-        run_id: str | None = None,
-        kind: str = "data",
-    ) -> DriftRecord:
-        """`kind`: 'data' (the model's inputs) or 'prediction' (its outputs against its test predictions)."""
-        if kind not in DRIFT_KINDS:
-            raise RegistryError(f"drift kind {kind!r}: expected one of {', '.join(DRIFT_KINDS)}")
-        with self._write() as session:
-            model = self._model_for_write(session, name)
-            row = DriftRow(
-                model_id=model.id, version=version, reference_fingerprint=reference_fingerprint,
-                current_fingerprint=current_fingerprint, drift_share=drift_share, drifted_columns=drifted_columns,
-                passed=passed, report_uri=report_uri, run_id=run_id, at=utcnow(), kind=kind,
-            )
-            session.add(row)
-            session.flush()
-            return to_record(DriftRecord, row, name=name)
-
-    def drift_records(self, name: str, *, kind: str | None = None, limit: int | None = None) -> list[DriftRecord]:
-        """Drift records, oldest first (every kind when `kind` is None; the newest `limit` when given)."""
-        return self._history(name, DriftRow, DriftRecord, kind=kind, limit=limit)
-
-    # ------------------------------------------------------------ monitoring
-
-    def record_scoring_run(
-        self,
-        name: str,
-        version: int,
-        *,
-        dag_id: str,
-        run_id: str,
-        manifest_uri: str,
-        output_prefix: str,
-        rows: int,
-        seconds: float | None = None,
-        input_fingerprint: str | None = None,
-        committed_at: datetime | None = None,
-        cpu_seconds: float | None = None,
-        peak_memory_bytes: int | None = None,
-    ) -> ScoringRun:
-        """Record a committed batch-inference run of `name` v`version`.
-
-        Idempotent per (model, dag_id, run_id): a retried commit updates the same
-        row (the latest commit's manifest and cost win) instead of adding a second one.
-        `cpu_seconds`, `peak_memory_bytes`: the chunks' summed CPU time and largest peak memory.
-        """
-        values = {
-            "version": version, "manifest_uri": manifest_uri, "output_prefix": output_prefix, "rows": int(rows),
-            "seconds": None if seconds is None else float(seconds), "input_fingerprint": input_fingerprint,
-            "committed_at": committed_at or utcnow(),
-            "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
-            "peak_memory_bytes": None if peak_memory_bytes is None else int(peak_memory_bytes),
-        }
-        with self._write() as session:
-            model = self._model(session, name, lock=True)
-            self._version_row(session, model, version)
-            row = session.scalars(
-                select(ScoringRunRow).where(
-                    ScoringRunRow.model_id == model.id, ScoringRunRow.dag_id == dag_id, ScoringRunRow.run_id == run_id
-                )
-            ).first()
-            if row is None:
-                row = ScoringRunRow(model_id=model.id, dag_id=dag_id, run_id=run_id, **values)
-                session.add(row)
-            else:
-                for key, value in values.items():
-                    setattr(row, key, value)
-            session.flush()
-            return to_record(ScoringRun, row, name=name)
-
-    def scoring_runs(self, name: str, *, since: datetime | None = None, limit: int = 200) -> list[ScoringRun]:
-        """Committed batch-inference runs, newest first; `since`: committed at or after it."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(ScoringRunRow).where(ScoringRunRow.model_id == model.id)
-            if since is not None:
-                query = query.where(ScoringRunRow.committed_at >= since)
-            query = query.order_by(ScoringRunRow.committed_at.desc(), ScoringRunRow.id.desc()).limit(limit)
-            return [to_record(ScoringRun, row, name=name) for row in session.scalars(query)]
-
-    def record_performance(
-        self,
-        name: str,
-        version: int,
-        *,
-        kind: str,
-        rows: int,
-        metrics: dict[str, Any],
-        dag_id: str | None = None,
-        run_id: str | None = None,
-        scoring_run_id: str | None = None,
-        period_start: datetime | None = None,
-        period_end: datetime | None = None,
-        labels_fingerprint: str | None = None,
-        labelled_rows: int | None = None,
-        coverage: float | None = None,
-        slice_metrics: dict[str, Any] | None = None,
-        bands: dict[str, Any] | None = None,
-        notes: list[Any] | None = None,
-        passed: bool | None = None,
-        summary: str = "",
-        report_uri: str | None = None,
-    ) -> PerformanceRecord:
-        """Record realized or estimated performance of `name` v`version` (`passed` None: no verdict).
-
-        With a `run_id`, idempotent per (kind, version, dag_id, run_id, scoring_run_id):
-        an Airflow retry replaces the values of the record it wrote before.
-        """
-        if kind not in PERFORMANCE_KINDS:
-            raise RegistryError(f"performance kind {kind!r}: expected one of {', '.join(PERFORMANCE_KINDS)}")
-        values = {
-            "period_start": period_start, "period_end": period_end, "labels_fingerprint": labels_fingerprint,
-            "rows": int(rows), "labelled_rows": None if labelled_rows is None else int(labelled_rows),
-            "coverage": None if coverage is None else float(coverage), "metrics": dict(metrics),
-            "slice_metrics": dict(slice_metrics or {}), "bands": dict(bands or {}), "notes": list(notes or []),
-            "passed": passed, "summary": summary, "report_uri": report_uri, "at": utcnow(),
-        }
-        with self._write() as session:
-            model = self._model(session, name, lock=True)  # serialises the look-up and the insert per model
-            self._version_row(session, model, version)
-            row = None
-            if run_id is not None:
-                row = session.scalars(
-                    select(PerformanceRow).where(
-                        PerformanceRow.model_id == model.id, PerformanceRow.kind == kind,
-                        PerformanceRow.version == version, equal_or_null(PerformanceRow.dag_id, dag_id),
-                        PerformanceRow.run_id == run_id, equal_or_null(PerformanceRow.scoring_run_id, scoring_run_id),
-                    )
-                ).first()
-            if row is None:
-                row = PerformanceRow(
-                    model_id=model.id, version=version, kind=kind, dag_id=dag_id, run_id=run_id,
-                    scoring_run_id=scoring_run_id, **values,
-                )
-                session.add(row)
-            else:
-                for key, value in values.items():
-                    setattr(row, key, value)
-            session.flush()
-            return to_record(PerformanceRecord, row, name=name)
-
-    def performance_records(
-        self, name: str, *, kind: str | None = None, version: int | None = None, limit: int = 500
-    ) -> list[PerformanceRecord]:
-        """The newest `limit` performance records, returned oldest first (for charts)."""
-        return self._history(name, PerformanceRow, PerformanceRecord, limit=limit, kind=kind, version=version)
-
-    def _history(self, name: str, row_type: Any, record_type: type[RecordT], *, limit: int | None = None,
-                 **equal: Any) -> list[RecordT]:
-        """A model's records of one kind, oldest first: the newest `limit` of them (all when None), filtered
-        on each column in `equal` whose value is not None."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(row_type).where(row_type.model_id == model.id)
-            for column, value in equal.items():
-                if value is not None:
-                    query = query.where(getattr(row_type, column) == value)
-            rows = list(session.scalars(query.order_by(row_type.id.desc()).limit(limit)))
-            return [to_record(record_type, row, name=name) for row in reversed(rows)]
-
-    # ------------------------------------------------------ bounded reads (the UI)
-    # A fixed number of statements each, whatever the number of models or versions:
-    # the registry pages stay fast with 100,000 versions of a model.
-
-    def models_page(self, *, after: str | None = None, limit: int = 50) -> list[RegisteredModel]:
-        """Up to `limit` models named after `after`, by name, each with its aliases and newest version number
-        (which is also its number of versions: numbers never skip and versions are never deleted)."""
-        # Correlated per model, max() is one step down the (model_id, version) index; grouped, it reads them all.
-        latest = (select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == RegisteredModelRow.id)
-                  .correlate(RegisteredModelRow).scalar_subquery())
-        query = select(RegisteredModelRow, latest).order_by(RegisteredModelRow.name).limit(limit)
-        if after is not None:
-            query = query.where(RegisteredModelRow.name > after)
-        with self._read() as session:
-            models = session.execute(query).all()
-            aliases: dict[int, dict[str, int]] = {}
-            held = select(AliasRow).where(AliasRow.model_id.in_([m.id for m, _ in models])).order_by(AliasRow.alias)
-            for row in session.scalars(held):
-                aliases.setdefault(row.model_id, {})[row.alias] = row.version
-        return [
-            RegisteredModel(name=m.name, description=m.description, tags=dict(m.tags or {}), created_at=m.created_at,
-                            latest_version=newest, aliases=aliases.get(m.id, {}))
-            for m, newest in models
-        ]
-
-    def version_window(
-        self, name: str, *, limit: int, older_than: int | None = None, newer_than: int | None = None
-    ) -> list[ModelVersion]:
-        """Up to `limit` versions, newest first: the newest, those just below `older_than`, or those
-        just above `newer_than` (keyset paging: the (model_id, version) index serves every page alike)."""
-        with self._read() as session:
-            model = self._model(session, name)
-            query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
-            if older_than is not None:
-                query = query.where(ModelVersionRow.version < older_than)
-            if newer_than is not None:
-                query = query.where(ModelVersionRow.version > newer_than)
-            ascending = newer_than is not None and older_than is None
-            order = ModelVersionRow.version if ascending else ModelVersionRow.version.desc()
-            rows = list(session.scalars(query.order_by(order).limit(limit)))
-            held = self._aliases_by_version(session, model.id)
-        return [to_record(ModelVersion, row, name=name, aliases=held.get(row.version, []))
-                for row in (reversed(rows) if ascending else rows)]
-
-    def versions_at(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], ModelVersion]:
-        """The versions named by (model, version) pairs, of any models, in a fixed number of queries
-        (missing ones left out)."""
-        with self._read() as session:
-            ids = self._model_ids(session, {name for name, _ in pairs})
-            rows = session.scalars(
-                select(ModelVersionRow).where(self._matching_pairs(ModelVersionRow, ids, pairs))
-            ).all() if ids else []
-            held: dict[tuple[int, int], list[str]] = {}
-            for row in session.scalars(select(AliasRow).where(AliasRow.model_id.in_(ids.values()))
-                                       .order_by(AliasRow.alias)):
-                held.setdefault((row.model_id, row.version), []).append(row.alias)
-        names = {model_id: name for name, model_id in ids.items()}
-        return {(names[row.model_id], row.version):
-                to_record(ModelVersion, row, name=names[row.model_id], aliases=held.get((row.model_id, row.version), []))
-                for row in rows}
-
-    def latest_evaluations(self, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], EvaluationRecord]:
-        """The latest evaluation of each (model, version) pair that has one, in a fixed number of queries."""
-        later = aliased(EvaluationRow)
-        newer = select(later.id).where(later.model_id == EvaluationRow.model_id, later.version == EvaluationRow.version,
-                                       later.id > EvaluationRow.id).exists()
-        with self._read() as session:
-            ids = self._model_ids(session, {name for name, _ in pairs})
-            rows = session.scalars(
-                select(EvaluationRow).where(self._matching_pairs(EvaluationRow, ids, pairs), ~newer)
-            ).all() if ids else []
-        names = {model_id: name for name, model_id in ids.items()}
-        return {(names[row.model_id], row.version): to_record(EvaluationRecord, row, name=names[row.model_id]) for row in rows}
-
-    def newest_passed_version(self, name: str) -> int | None:
-        """The newest active version whose latest evaluation passed (None: no such version)."""
-        later = aliased(EvaluationRow)
-        newer = select(later.id).where(later.model_id == EvaluationRow.model_id, later.version == EvaluationRow.version,
-                                       later.id > EvaluationRow.id).exists()
-        with self._read() as session:
-            model = self._model(session, name)
-            # Walks the (model_id, version) index from the newest version: usually a few rows.
-            return session.scalar(
-                select(EvaluationRow.version)
-                .join(ModelVersionRow, and_(ModelVersionRow.model_id == EvaluationRow.model_id,
-                                            ModelVersionRow.version == EvaluationRow.version))
-                .where(EvaluationRow.model_id == model.id, EvaluationRow.passed.is_(True),
-                       ModelVersionRow.status == "active", ~newer)
-                .order_by(EvaluationRow.version.desc()).limit(1)
-            )
-
-    def recent_evaluations(self, name: str, *, limit: int) -> list[EvaluationRecord]:
-        """The evaluations of the newest versions, `limit` at most: by version, then newest first."""
-        with self._read() as session:
-            model = self._model(session, name)
-            # By version first: the (model_id, version) index yields them in order, no sort of every evaluation.
-            query = (select(EvaluationRow).where(EvaluationRow.model_id == model.id)
-                     .order_by(EvaluationRow.version.desc(), EvaluationRow.id.desc()).limit(limit))
-            return [to_record(EvaluationRecord, row, name=name) for row in session.scalars(query)]
-
-    def latest_drift(self, names: list[str]) -> dict[str, DriftRecord]:
-        """The latest drift record (any kind) of each named model that has one, in one round trip."""
-        newest = (select(func.max(DriftRow.id)).join(RegisteredModelRow, RegisteredModelRow.id == DriftRow.model_id)
-                  .where(RegisteredModelRow.name.in_(names)).group_by(DriftRow.model_id))
-        with self._read() as session:
-            rows = session.execute(
-                select(DriftRow, RegisteredModelRow.name)
-                .join(RegisteredModelRow, RegisteredModelRow.id == DriftRow.model_id)
-                .where(DriftRow.id.in_(newest))
-            ).all()
-        return {name: to_record(DriftRecord, row, name=name) for row, name in rows}
-
-    @staticmethod
-    def _model_ids(session: Session, names: set[str]) -> dict[str, int]:
-        if not names:
-            return {}
-        query = select(RegisteredModelRow.name, RegisteredModelRow.id).where(RegisteredModelRow.name.in_(names))
-        return {name: model_id for name, model_id in session.execute(query)}
-
-    @staticmethod
-    def _matching_pairs(table: Any, ids: dict[str, int], pairs: set[tuple[str, int]]) -> Any:
-        """A filter on (model, version) pairs by model id, one IN list per model: each term an index range."""
-        by_id: dict[int, set[int]] = {}
-        for name, version in pairs:
-            if name in ids:
-                by_id.setdefault(ids[name], set()).add(version)
-        return or_(*(and_(table.model_id == model_id, table.version.in_(versions))
-                     for model_id, versions in by_id.items()))
-
-
-DRIFT_KINDS = ("data", "prediction")
-PERFORMANCE_KINDS = ("realized", "estimated")
 
 
 def _v(version: int | None) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_mlops.errors import ConflictError, NotFoundError, RegistryError
-from airflow_mlops.registry.base import _MODEL_IDS, RegistryBase
+from airflow_mlops.registry.base import RegistryBase
 from airflow_mlops.registry.convert import approval_columns, to_record
 from airflow_mlops.registry.models import (
     AliasCursorRow,
@@ -47,6 +47,8 @@ from airflow_mlops.settings import CODE_VERSION_ENV
 
 UNCHECKED: Any = object()
 """`set_alias(expected_version=UNCHECKED)`: move the alias whatever it points at now."""
+
+_MODEL_IDS: dict[tuple[str, str], int] = {}  # models are never deleted, so ids never go stale
 
 
 

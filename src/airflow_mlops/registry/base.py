@@ -14,7 +14,6 @@ from airflow_mlops.registry.engine import default_registry_url, registry_engine
 from airflow_mlops.registry.models import AliasRow, ModelVersionRow, RegisteredModelRow, utcnow
 
 _READY: set[str] = set()
-_MODEL_IDS: dict[tuple[str, str], int] = {}  # models are never deleted, so ids never go stale
 
 
 class RegistryBase:

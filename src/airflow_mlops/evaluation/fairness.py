@@ -126,8 +126,11 @@ def evaluate_fairness(
                 for name in rates.index:
                     result["groups"][str(name)].update({rate: finite(rates.at[name, rate]) for rate in RATES})
                 result["positive_class"] = positives[0]
-        for metric, limit, side in limits:
-            checks.append(_limit_check(column, metric, limit, side, result))
+        column_checks = [_limit_check(column, metric, limit, side, result) for metric, limit, side in limits]
+        failures = [sentence for _, ok, sentence in column_checks if not ok]
+        if failures:
+            result["failures"] = failures
+        checks += column_checks
     return found, checks
 
 

@@ -28,6 +28,8 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
 
     :param approval: `none` or `required` (templated; the retrain DAG passes the Trigger form's value).
     :param evaluated: the evaluate task's result (templated): the version waiting for approval.
+    :param body: leave it out to show the evaluation: the gate's summary and failures, the slices and
+        fairness results in words, and a link to the version page (`steps.approval_body`).
 
     .. seealso::
         docs/governance.md and docs/operators.md
@@ -49,7 +51,14 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             return {"chosen_options": [self.APPROVE], "params_input": {}, "responded_by_user": None}
         if self.approval != "required":
             self.log.info("'%s' is protected (promotion.protected): asking for approval", self.pipeline.promotion.alias)
+        self.body = self._body()
         return super().execute(context)
+
+    def _body(self) -> str:
+        """What the person reads: the DAG's `body` if it gave one, else the evaluation in words with its links."""
+        from airflow_mlops.steps import approval_body
+
+        return self.body or approval_body(self.registry, evaluated=self.evaluated or {})
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import TaskAwaitingInput
@@ -69,7 +78,7 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             self.log.warning("%s; asking again", refusal)
             # Airflow keeps the request as it was and clears the refused response: it is open again.
             upsert_hitl_detail(
-                ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self.body,
+                ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self._body(),
                 defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
                 assigned_users=self.assigned_users,
             )

@@ -33,8 +33,14 @@ def _worse(kind: str, a: float | None, b: float | None) -> bool:
     return b is None or (a > b if kind == "difference" else a < b)
 
 
-def _group_rates(y_true: np.ndarray, predictions: np.ndarray, labels: np.ndarray, positive: Any) -> pd.DataFrame:
-    """Each group's selection, true positive and false positive rate for `positive` (one against the rest)."""
+def _group_rates(y_true: np.ndarray, predictions: np.ndarray, group: np.ndarray, names: list[str],
+                 positive: Any) -> pd.DataFrame:
+    """Each group's selection, true positive and false positive rate for `positive` (one against the rest).
+
+    `group` holds each row's index into `names`. fairlearn sees one weighted row per distinct (group, truth,
+    decision): the same rates as from every row, at a cost that does not grow with the test set.
+    """
+    import numpy as np
     from fairlearn.metrics import (
         MetricFrame,
         false_positive_rate,
@@ -42,10 +48,15 @@ def _group_rates(y_true: np.ndarray, predictions: np.ndarray, labels: np.ndarray
         true_positive_rate,
     )
 
+    cells = group * 4 + (y_true == positive) * 2 + (predictions == positive)
+    counts = np.bincount(cells, minlength=len(names) * 4)
+    present = np.flatnonzero(counts)
+    metrics = {"selection_rate": selection_rate, "true_positive_rate": true_positive_rate,
+               "false_positive_rate": false_positive_rate}
     frame = MetricFrame(
-        metrics={"selection_rate": selection_rate, "true_positive_rate": true_positive_rate,
-                 "false_positive_rate": false_positive_rate},
-        y_true=y_true == positive, y_pred=predictions == positive, sensitive_features=labels,
+        metrics=metrics, y_true=(present // 2) % 2 == 1, y_pred=present % 2 == 1,
+        sensitive_features=np.array(names, dtype=object)[present // 4],
+        sample_params={name: {"sample_weight": counts[present]} for name in metrics},
     )
     return frame.by_group
 
@@ -108,8 +119,9 @@ def evaluate_fairness(
                               "nothing to compare")
         else:
             rows = np.concatenate([g.positions for g in kept])
-            labels = np.repeat(np.array([g.name for g in kept], dtype=object), [len(g.positions) for g in kept])
-            by_class = {positive: _group_rates(y_true[rows], predictions[rows], labels, positive)
+            group = np.repeat(np.arange(len(kept)), [len(g.positions) for g in kept])
+            by_class = {positive: _group_rates(y_true[rows], predictions[rows], group, [g.name for g in kept],
+                                               positive)
                         for positive in positives}
             for metric in fairness.metrics or []:
                 kind = DEFINITIONS[metric][1]

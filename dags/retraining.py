@@ -68,7 +68,6 @@ for config in dag_factory.pipelines(__file__):
             approval="{{ params.approval }}",
             evaluated=evaluate.output,
             subject=f"Promote a new {config.pipeline} model to '{config.promotion.alias}'?",
-            body="Evaluation: {{ ti.xcom_pull(task_ids='evaluate', key='gate')['summary'] }}",
             response_timeout=dag_factory.approval_timeout(config),
             **args,
         )

@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_SECONDS = 0.2
-HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "pandas", "pyarrow", "boto3")
+HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "fairlearn", "pandas", "pyarrow", "boto3")
 ONE_TASK = '''
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator

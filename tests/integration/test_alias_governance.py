@@ -277,3 +277,34 @@ def test_a_move_handed_on_again_is_announced_once(registry):
     mark_announced(pipeline, registry, {"event_id": first.event_id})
     assert already_announced(pipeline, registry, {"event_id": first.event_id})
     assert not already_announced(pipeline, registry, {"event_id": second.event_id})
+
+
+def test_the_approval_form_shows_the_gate_slices_and_fairness_in_words_with_the_version_link(registry):
+    from airflow_mlops.operators.approval import PromotionApprovalOperator
+    from airflow_mlops.steps import approval_body
+
+    register(registry, "churn", 2)
+    failure = "roc_auc on plan=basic is 0.71, below 0.8"
+    registry.record_evaluation(
+        "churn", 2, metrics={"roc_auc": 0.9}, passed=False,
+        slice_metrics={"plan=basic": {"rows": 300, "roc_auc": 0.71, "failures": [failure]},
+                       "plan=pro": {"rows": 200, "roc_auc": 0.93}, "plan=trial": {"rows": 3, "note": "fewer than 30 rows: not scored"}},
+        fairness={"sex": {"metrics": {"demographic_parity_difference": 0.31},
+                          "details": {"demographic_parity_difference": "selection rate female 0.12, male 0.43"}}})
+    evaluated = {"model": {"name": "churn", "version": 2}, "champion_version": 1,
+                 "gate": {"summary": "roc_auc 0.9 on 500 test rows; 1 check failed", "failures": [failure],
+                          "metrics": {"primary_metric": "roc_auc"}}}
+    body = approval_body(registry, evaluated=evaluated)
+    assert body.splitlines() == [
+        "**churn v2**: roc_auc 0.9 on 500 test rows; 1 check failed",
+        "", "**Failed checks**", f"- {failure}",
+        "", "**Slices**", f"- plan=basic (300 rows): {failure}", "- plan=pro (200 rows): roc_auc 0.93",
+        "- plan=trial: fewer than 30 rows: not scored",
+        "", "**Fairness**", "- demographic_parity_difference on sex is 0.31 (selection rate female 0.12, male 0.43)",
+        "", "- [Version page](/mlops/models/churn/versions/2)", "- [Model card](/mlops/models/churn/versions/2/card)",
+    ]
+    approve = PromotionApprovalOperator(task_id="approve", subject="Promote?", approval="required",
+                                        config=config().model_dump(mode="json"), evaluated=evaluated)
+    assert approve._body() == body
+    approve.body = "Read the report first."
+    assert approve._body() == "Read the report first."  # a DAG's own body wins

@@ -108,6 +108,14 @@ def test_first_run_promotes_and_a_worse_model_is_stopped_by_the_gate(airflow_db,
     assert (version.dag_id, version.run_id, version.task_id) == (f"{PIPELINE}__retrain", first.run_id, "train")
     event = registry().history(PIPELINE, "champion")[-1]
     assert event.to_version == 1 and event.run_id == first.run_id
+    # What a reviewer signs is stored with the evaluation: per-class results, calibration and importance.
+    evaluation = registry().evaluations(PIPELINE, 1)[-1]
+    assert [row["class"] for row in evaluation.diagnostics["per_class"]] == [0, 1]
+    assert sum(map(sum, evaluation.diagnostics["confusion_matrix"]["matrix"])) == version.datasets["test"]["rows"]
+    assert evaluation.diagnostics["calibration"]["brier"] < 0.1
+    importance = evaluation.explanations["permutation"]
+    assert importance["metric"] == "roc_auc" and importance["total_features"] == 30  # patient_id is an id
+    assert evaluation.explanations["contributions"]["features"][0]["mean_abs"] > 0
 
     second, states = run_dag(f"{PIPELINE}__retrain", {"model_params": WEAK})
     assert second.state == "failed"
@@ -115,6 +123,20 @@ def test_first_run_promotes_and_a_worse_model_is_stopped_by_the_gate(airflow_db,
     assert states["promote"] in ("upstream_failed", None)
     assert champion() == 1, "a failed gate must never promote"
     assert registry().get_version(PIPELINE, 2).params["n_estimators"] == 2
+
+
+def test_a_failed_slice_gate_stops_the_promotion_naming_the_slice(airflow_db, configs, example_data):
+    path = configs / f"{PIPELINE}.yaml"
+    path.write_text(path.read_text().replace("  slices: []", "  slices: [{column: mean radius, bins: [0, 12, 15, 40], "
+                                                              "min_size: 10, thresholds: {accuracy: {min: 0.999}}}]"))
+    run, states = run_dag(f"{PIPELINE}__retrain")
+    assert run.state == "failed" and states["evaluate"] == "failed", states
+    assert champion() is None, "a failed slice gate must never promote"
+    evaluation = registry().evaluations(PIPELINE, 1)[-1]
+    failed = {key: values["failures"] for key, values in evaluation.slice_metrics.items() if "failures" in values}
+    assert failed and all(key.startswith("mean radius in [") for key in failed)
+    assert all(f.startswith(f"accuracy on {key} is ") and f.endswith(", below 0.999")
+               for key, failures in failed.items() for f in failures)
 
 
 def test_skip_policy_and_dry_run_never_promote(airflow_db, configs, example_data):

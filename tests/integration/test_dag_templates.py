@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 KINDS = ("retrain", "rollback", "announce", "batch_inference", "drift")
-HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "pandas", "pyarrow", "boto3")
+HEAVY = ("torch", "xgboost", "sklearn", "great_expectations", "evidently", "fairlearn", "pandas", "pyarrow", "boto3")
 
 PARSE_SCRIPT = """
 import json, sys

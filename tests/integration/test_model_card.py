@@ -224,12 +224,10 @@ def test_the_registry_app_serves_the_card_and_its_json_to_logged_in_users(store,
     assert "training_cost_chart" not in model and model["versions"][0]["cost"] == card["cost"]
 
 
-def test_the_approval_form_links_the_waiting_versions_card():
-    from airflow_mlops.operators.approval import with_card_link
+def test_the_approval_form_links_the_waiting_versions_card(tmp_path):
+    from airflow_mlops.refs import ModelRef
+    from airflow_mlops.steps.evaluate import approval_links
 
-    evaluated = {"model": {"name": "loans", "version": 3}, "champion_version": 2}
-    body = with_card_link("Evaluation: roc_auc 0.91", evaluated)
-    assert body == "Evaluation: roc_auc 0.91\n\nModel card: [loans v3](/mlops/models/loans/versions/3/card)"
-    assert with_card_link(body, evaluated) == body, "asked again, the link is not added twice"
-    assert with_card_link(None, evaluated) == "Model card: [loans v3](/mlops/models/loans/versions/3/card)"
-    assert with_card_link("text", None) == "text"
+    links = approval_links(ModelRef(name="loans", version=3), "/mlops")
+    assert "[Model card](/mlops/models/loans/versions/3/card)" in links
+    assert "[Version page](/mlops/models/loans/versions/3)" in links

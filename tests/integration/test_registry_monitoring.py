@@ -113,6 +113,41 @@ def test_evaluations_keep_their_stored_test_predictions(registry):
     assert first.to_dict()["predictions_uri"] == "s3://b/p.parquet"
 
 
+def test_migration_0005_adds_evaluation_details_that_older_rows_read_as_empty(empty_url):
+    engine = create_engine(empty_url)
+    try:
+        with engine.begin() as connection:
+            from alembic import command
+
+            command.upgrade(migrate._config(connection), "0003")
+            connection.execute(text(
+                "INSERT INTO mlops_models (name, description, tags, created_at) VALUES ('churn', '', '{}', :at)"
+            ), {"at": T0})
+            connection.execute(text(
+                "INSERT INTO mlops_model_versions (model_id, version, artifact_uri, artifact_sha256, flavor, task, "
+                "params, metrics, datasets, library_versions, created_at, status, tags) VALUES "
+                "(1, 1, 's3://b/m', :sha, 'sklearn', 'binary_classification', '{}', '{}', '{}', '{}', :at, "
+                "'active', '{}')"
+            ), {"sha": SHA, "at": T0})
+            connection.execute(text(
+                "INSERT INTO mlops_evaluations (model_id, version, metrics, slice_metrics, passed, at) "
+                "VALUES (1, 1, '{\"roc_auc\": 0.9}', '{}', :passed, :at)"
+            ), {"at": T0, "passed": True})
+        assert migrate.upgrade(engine) == migrate.head_revision() == "0005"
+    finally:
+        engine.dispose()
+    registry = ModelRegistry(empty_url)
+    [old] = registry.evaluations("churn", 1)
+    assert (old.fairness, old.diagnostics, old.explanations) == ({}, {}, {})
+    details = {"fairness": {"sex": {"metrics": {"demographic_parity_difference": 0.3}}},
+               "diagnostics": {"confusion_matrix": {"labels": [0, 1], "matrix": [[5, 1], [2, 7]]}},
+               "explanations": {"permutation": {"features": [{"rank": 1, "feature": "age", "mean": 0.1}]}}}
+    registry.record_evaluation("churn", 1, metrics={"roc_auc": 0.8}, passed=False, **details)
+    new = registry.evaluations("churn", 1)[-1]
+    assert {key: getattr(new, key) for key in details} == details
+    assert registry.latest_evaluations({("churn", 1)})[("churn", 1)].explanations == details["explanations"]
+
+
 def test_drift_records_carry_their_kind(registry):
     registry.record_drift("churn", version=1, drift_share=0.2, drifted_columns=[], passed=True, run_id="d1")
     registry.record_drift("churn", version=1, drift_share=1.0, drifted_columns=["prediction"], passed=False,

@@ -101,6 +101,19 @@ def test_missing_required_fields_are_each_named():
         ({"pipeline": "Bad Name"}, "pipeline: string should match pattern"),
         ({"alerts": {"email": ["not-an-address"]}}, "alerts.email[0]"),
         ({"inference": {"chunk_rows": 0}}, "inference.chunk_rows: input should be greater than or equal to 1, got 0"),
+        ({"evaluation": {"slices": [{"column": "plan", "thresholds": {"rmse": {"max": 3.0}}}]}},
+         "evaluation.slices[0] (plan) thresholds and max_gap: 'rmse' is not a metric for binary_classification"),
+        ({"evaluation": {"slices": [{"column": "age", "bins": [30, 10]}]}}, "bin edges must increase"),
+        ({"evaluation": {"slices": [{"column": "age", "bins": 1}]}}, "evaluation.slices[0].bins"),
+        ({"evaluation": {"fairness": {"sensitive": []}}}, "evaluation.fairness.sensitive"),
+        ({"evaluation": {"fairness": {"sensitive": ["sex"], "max": {"parity": 0.1}}}}, "evaluation.fairness.max.parity"),
+        ({"evaluation": {"fairness": {"sensitive": ["churned"]}}}, "the target column 'churned' cannot be a sensitive"),
+        ({"data": {"train": "t.csv", "target": "y", "features": ["x", "sex"]},
+          "evaluation": {"fairness": {"sensitive": ["sex"]}}},
+         "'sex' is also in data.features; remove it from data.features, or set evaluation.fairness.as_features: true"),
+        ({"model": {"flavor": "sklearn", "task": "regression"}, "evaluation": {"fairness": {"sensitive": ["sex"]}}},
+         "evaluation.fairness: 'demographic_parity_difference', 'equalized_odds_difference' compare a classifier's "
+         "decisions across groups, and model.task is regression; gate each group's metric with evaluation.slices"),
     ],
 )
 def test_bad_values_name_the_field_and_what_was_expected(patch, expected):
@@ -220,3 +233,25 @@ def test_shown_is_bounded_whatever_the_value():
     assert shown(10**5000) == "<int of 16610 bits>"
     assert shown(PipelineConfig.model_validate(MINIMAL)) == "<PipelineConfig>"
     assert shown(True) == "True" and shown(0.5) == "0.5" and shown(None) == "None"
+
+
+def test_slice_gates_fairness_and_explanations_parse_with_defaults():
+    config = parse_pipeline_config({**MINIMAL, "evaluation": {
+        "metrics": ["accuracy"],
+        "slices": ["plan", {"column": "age", "bins": [0, 30, 50, 120], "thresholds": {"roc_auc": {"min": 0.8}},
+                            "max_gap": {"f1": 0.05}}, {"column": "age", "bins": 4}],
+        "fairness": {"sensitive": ["sex", {"column": "age", "bins": 3}], "min": {"demographic_parity_ratio": 0.8}},
+    }, "monitoring": {"labels": "labels/"}})
+    evaluation = config.evaluation
+    assert evaluation.slices[0].column == "plan" and not evaluation.slices[0].gated
+    assert evaluation.slices[1].gated and evaluation.slices[1].gate_metrics() == ["roc_auc", "f1"]
+    assert evaluation.metrics == ["accuracy", "roc_auc", "f1"]  # gated slice metrics are computed overall too
+    assert evaluation.fairness.metrics == ["demographic_parity_ratio"]
+    assert config.sensitive_columns() == ["sex", "age"]
+    assert (evaluation.diagnostics.enabled, evaluation.explanations.sample_rows) == (True, 5000)
+    # Monitoring takes the columns only (it bins numbers itself and gates nothing), once each.
+    assert [(s.column, type(s).__name__) for s in config.monitoring.slices] == [("plan", "SliceConfig"),
+                                                                                ("age", "SliceConfig")]
+    assert parse_pipeline_config(config.model_dump(mode="json"), "dumped") == config
+    default = parse_pipeline_config({**MINIMAL, "evaluation": {"fairness": {"sensitive": ["sex"]}}})
+    assert default.evaluation.fairness.metrics == ["demographic_parity_difference", "equalized_odds_difference"]

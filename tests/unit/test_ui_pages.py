@@ -214,7 +214,8 @@ def test_version_page_has_slice_tables(registry, mlops_home):
     version = _views(registry, mlops_home).version("churn", 1)
     assert version["gate"] == "passed"
     assert version["evaluations"][0]["slices"] == {
-        "columns": ["roc_auc"], "rows": [{"slice": "plan=basic", "rows": 30, "metrics": {"roc_auc": 0.8}, "note": None}]}
+        "columns": ["roc_auc"],
+        "rows": [{"slice": "plan=basic", "rows": 30, "metrics": {"roc_auc": 0.8}, "note": None, "failed": False}]}
 
 
 def test_the_model_page_shows_training_cost_per_version_and_scoring_cost_over_time(registry, mlops_home):
@@ -242,3 +243,95 @@ def test_the_model_page_shows_training_cost_per_version_and_scoring_cost_over_ti
     assert "<title>median: 4</title>" in scoring
     assert [(r["cpu_seconds_per_million_rows"], r["peak_memory"]) for r in model["scoring_runs"]] == [
         (5.0, "1.00 GiB"), (4.0, "1.00 GiB"), (3.0, "1.00 GiB")]
+
+
+# ------------------------------------------------------------- the reviewed evaluation
+
+
+def _reviewed(registry: ModelRegistry, mlops_home: Path) -> None:
+    """`churn` v1 and v2, each with an evaluation made by `evaluate_candidate` on a planted table: `signal`
+    decides the label (v2 also leans on `noise_0`), and `sex` (not a feature) marks a group with noisier labels."""
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.evaluation import evaluate_candidate
+    from airflow_mlops.training import load_model, train_model
+
+    rng = np.random.default_rng(0)
+    rows = 1200
+    female = rng.random(rows) < 0.4
+    signal = rng.normal(size=rows) - 0.8 * female
+    noise = rng.normal(size=rows)
+    label = (signal + 0.3 * rng.normal(size=rows)) > 0
+    frame = pd.DataFrame({"signal": signal, "noise_0": noise, "sex": np.where(female, "female", "male"),
+                          "churned": np.where(label ^ (female & (rng.random(rows) < 0.25)), "yes", "no")})
+    store = open_store(str(mlops_home))
+    config = parse_pipeline_config({**PIPELINE, "model": {**PIPELINE["model"], "params": {"n_estimators": 30}},
+                                    "evaluation": {**PIPELINE["evaluation"], "slices": [
+                                        {"column": "sex", "thresholds": {"roc_auc": {"min": 0.85}}}],
+                                        "fairness": {"sensitive": ["sex"], "max": {"demographic_parity_difference": 0.1}},
+                                        "explanations": {"n_repeats": 2}}})
+    for version, train in ((1, frame.iloc[:700]), (2, frame.iloc[:700].assign(signal=lambda f: f.signal + f.noise_0))):
+        trained = train_model(config, train, None, store, output_prefix=f"m{version}")
+        registry.register_version("churn", artifact_uri=trained.model_uri, artifact_sha256=trained.artifact.sha256,
+                                  flavor="xgboost", task="binary_classification", params={}, metrics={})
+        model = load_model(trained.model_uri, store, expected_sha256=trained.artifact.sha256)
+        evaluation = evaluate_candidate(config, model, frame.iloc[700:].reset_index(drop=True), store,
+                                        report_path=f"r{version}/evaluation.html")
+        registry.record_evaluation("churn", version, **evaluation.record)
+
+
+def _page_client(mlops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    import yaml
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from airflow_mlops.ui.app import create_app
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "churn.yaml").write_text(yaml.safe_dump(PIPELINE))
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIGS", str(configs))
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_REGISTRY", json.dumps(
+        {"conn_type": "mlops_registry", "extra": {"url": f"sqlite:///{mlops_home}/registry.db"}}))
+    app = create_app()
+    app.dependency_overrides[get_user] = lambda: type("Viewer", (), {"get_name": lambda self: "viewer"})()
+    return TestClient(app)
+
+
+def test_the_version_page_shows_fairness_per_class_confusion_calibration_and_importance(
+        registry, mlops_home, tmp_path, monkeypatch):
+    _reviewed(registry, mlops_home)
+    review = _views(registry, mlops_home).version("churn", 1)["review"]
+    assert [row["class"] for row in review["per_class"]] == ["no", "yes"]
+    assert set(review) == {"fairness", "per_class", "confusion", "calibration", "permutation", "contributions"}
+    page = _page_client(mlops_home, tmp_path, monkeypatch).get("/models/churn/versions/1")
+    assert page.status_code == 200, page.text[:500]
+    html = page.text
+    assert '<tr data-slice="sex=female" class="failed">' in html and "roc_auc on sex=female is " in html
+    assert "demographic_parity_difference on sex is " in html and "(selection rate female " in html
+    assert '<tr data-class="yes"><td>yes</td>' in html  # the per-class table
+    confusion = html.split('id="confusion"', 1)[1].split("</table>", 1)[0]
+    assert confusion.count('class="num diagonal"') == 2 and '<tr data-class="no"><th>no</th>' in confusion
+    assert 'class="chart calibration"' in html and "perfectly calibrated" in html and "Brier score" in html
+    importance = html.split('id="importance"', 1)[1]
+    labels = re.findall(r'<g class="bar-row" data-label="([^"]+)"', importance)
+    assert labels[:2] == ["signal", "noise_0"] and labels[2:] == ["signal", "noise_0"]  # permutation, then SHAP
+    assert "permutation importance: drop in roc_auc" in importance and "TreeSHAP" in importance
+
+
+def test_the_compare_page_shows_how_importance_moved(registry, mlops_home, tmp_path, monkeypatch):
+    _reviewed(registry, mlops_home)
+    moves = {row["feature"]: row for row in _views(registry, mlops_home).compare("churn", 1, 2)["importance"]["permutation"]}
+    assert set(moves) == {"signal", "noise_0"}
+    noise = moves["noise_0"]
+    assert noise["value_b"] > noise["value_a"] and noise["value_change"] == pytest.approx(noise["value_b"] - noise["value_a"])
+    assert noise["rank_change"] == noise["rank_a"] - noise["rank_b"]
+    page = _page_client(mlops_home, tmp_path, monkeypatch).get("/models/churn/compare", params={"a": 1, "b": 2})
+    assert page.status_code == 200, page.text[:500]
+    assert 'id="compare-permutation"' in page.text and 'id="compare-contributions"' in page.text
+    table = page.text.split('id="compare-permutation"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'data-feature="([^"]+)"', table) == [row["feature"] for row in moves.values()]
+    assert f'{noise["value_change"]:+.3g}' in table

@@ -435,6 +435,118 @@ class SliceConfig(_Section):
     min_size: StrictInt = Field(30, ge=1, description="slices with fewer rows are reported but not gated")
 
 
+def _increasing(edges: list[float]) -> list[float]:
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError(f"bin edges must increase, got {shown_list(edges, most=10)}")
+    return edges
+
+
+BinEdges = Annotated[list[StrictFloat | StrictInt], Field(min_length=2), AfterValidator(_increasing)]
+
+
+class EvaluationSlice(SliceConfig):
+    """A slice of the test set: one per value of a column, or per bin of a numeric one; optionally gated."""
+
+    bins: Annotated[StrictInt, Field(ge=2, le=100)] | BinEdges | None = Field(
+        None, description="numeric columns: a number of quantile bins (e.g. 4), or increasing bin edges such as "
+        "[0, 30, 50, 120] (each bin includes its lower edge; the last also its upper one); null = one slice per value"
+    )
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=dict, description="absolute bounds every scored slice must meet, e.g. {roc_auc: {min: 0.8}}"
+    )
+    max_gap: dict[str, Annotated[StrictFloat, Field(ge=0.0)]] = Field(
+        default_factory=dict, description="largest allowed distance of a slice's metric from the overall value, "
+        "in the metric's bad direction, e.g. {roc_auc: 0.05}"
+    )
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.thresholds or self.max_gap)
+
+    def gate_metrics(self) -> list[str]:
+        return list(dict.fromkeys([*self.thresholds, *self.max_gap]))
+
+
+# Fairness metrics of fairlearn.metrics (classifiers only): evaluation/fairness.py defines each.
+FairnessMetric = Literal[
+    "demographic_parity_difference", "demographic_parity_ratio",
+    "equalized_odds_difference", "equalized_odds_ratio",
+    "equal_opportunity_difference", "equal_opportunity_ratio",
+]
+
+
+class SensitiveColumn(_Section):
+    column: str
+    bins: Annotated[StrictInt, Field(ge=2, le=100)] | BinEdges | None = Field(
+        None, description="numeric columns: quantile bins or bin edges, as for evaluation.slices"
+    )
+
+
+class FairnessConfig(_Section):
+    """Group fairness of a classifier's decisions across sensitive columns (fairlearn.metrics), gated."""
+
+    sensitive: list[SensitiveColumn] = Field(
+        min_length=1, description="columns that define the groups, e.g. [sex, {column: age, bins: [0, 30, 60, 120]}]; "
+        "they must be in the test data, and are not model features unless as_features is true"
+    )
+    metrics: list[FairnessMetric] | None = Field(
+        None, description="reported; default: those in max and min, or demographic_parity_difference and "
+        "equalized_odds_difference when neither is set"
+    )
+    max: dict[FairnessMetric, Annotated[StrictFloat, Field(ge=0.0)]] = Field(
+        default_factory=dict, description="upper limits, e.g. {demographic_parity_difference: 0.1}"
+    )
+    min: dict[FairnessMetric, Annotated[StrictFloat, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="lower limits, e.g. {demographic_parity_ratio: 0.8}"
+    )
+    min_group_size: StrictInt = Field(30, ge=1, description="groups with fewer test rows are listed but left out of the metrics")
+    as_features: StrictBool = Field(
+        False, description="let the model use the sensitive columns as features; false = data.features 'all' "
+        "leaves them out, and a list may not name them"
+    )
+
+    @field_validator("sensitive", mode="before")
+    @classmethod
+    def _column_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"column": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _default_metrics(self) -> FairnessConfig:
+        if self.metrics is None:
+            named = list(dict.fromkeys([*self.max, *self.min]))
+            self.metrics = named or ["demographic_parity_difference", "equalized_odds_difference"]
+        else:
+            self.metrics = list(dict.fromkeys([*self.metrics, *self.max, *self.min]))
+        return self
+
+
+class DiagnosticsConfig(_Section):
+    enabled: StrictBool = Field(
+        True, description="classifiers: per-class precision/recall/F1/support and the confusion matrix, and for two "
+        "classes the calibration curve and Brier score; regression: the residual summary"
+    )
+    calibration_bins: StrictInt = Field(10, ge=2, le=100, description="bins of the calibration curve")
+
+
+class ExplanationsConfig(_Section):
+    enabled: StrictBool = Field(
+        True, description="permutation importance of every feature (all flavors) and, for xgboost, mean absolute "
+        "contributions (XGBoost's native SHAP values)"
+    )
+    sample_rows: StrictInt = Field(
+        5000, ge=50, le=1_000_000, description="explain on a seeded sample of at most this many test rows, so the cost "
+        "does not grow with the test set"
+    )
+    n_repeats: StrictInt = Field(5, ge=1, le=100, description="shuffles per feature for permutation importance")
+    contribution_rows: StrictInt = Field(
+        1000, ge=50, le=1_000_000, description="xgboost: mean absolute contributions on at most this many of the "
+        "sampled rows (TreeSHAP costs about a millisecond a row for 100 trees of depth 6; the ranking settles well before)"
+    )
+    seed: Seed = 42
+
+
 class CustomMetric(_Section):
     path: str = Field(description="import path of f(y_true, y_pred_or_proba) -> float")
     greater_is_better: StrictBool = True
@@ -446,7 +558,13 @@ class EvaluationConfig(_Section):
     metrics: list[str] | None = Field(None, description="default depends on the task")
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     champion: ChampionComparison = Field(default_factory=ChampionComparison)
-    slices: list[SliceConfig] = Field(default_factory=list)
+    slices: list[EvaluationSlice] = Field(
+        default_factory=list, description="metrics per value (or bin) of these columns; gated where a slice has "
+        "thresholds or max_gap"
+    )
+    fairness: FairnessConfig | None = Field(None, description="group fairness of a classifier, gated; absent = not measured")
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    explanations: ExplanationsConfig = Field(default_factory=ExplanationsConfig)
     baseline: StrictBool = Field(True, description="the candidate must beat a dummy model on the primary metric")
     max_overfit_gap: StrictFloat | None = Field(
         None, ge=0.0, description="largest allowed train-minus-validation gap of the primary metric"
@@ -709,6 +827,8 @@ class PipelineConfig(_Section):
             "evaluation.metrics": evaluation.metrics,
             "evaluation.primary_metric": [evaluation.primary_metric],
             "evaluation.thresholds": list(evaluation.thresholds),
+            **{f"evaluation.slices[{i}] ({item.column}) thresholds and max_gap": item.gate_metrics()
+               for i, item in enumerate(evaluation.slices)},
         }
         for where, names in named.items():
             unknown = [n for n in names if n not in allowed]
@@ -717,7 +837,9 @@ class PipelineConfig(_Section):
                     f"{where}: {shown_list(unknown)} is not a metric for {task}; "
                     f"expected one of {shown_list(sorted(allowed), most=20)}"
                 )
-        for name in [evaluation.primary_metric, *evaluation.thresholds]:
+        # The slices' max_gap compares with the overall value, so every gated metric is computed overall too.
+        gated = [name for item in evaluation.slices for name in item.gate_metrics()]
+        for name in [evaluation.primary_metric, *evaluation.thresholds, *gated]:
             if name not in evaluation.metrics:
                 evaluation.metrics.append(name)
         monitoring = self.monitoring
@@ -736,13 +858,46 @@ class PipelineConfig(_Section):
             for name in monitoring.thresholds:
                 if name not in monitoring.metrics:
                     monitoring.metrics.append(name)
-            if monitoring.slices is None:
-                monitoring.slices = list(evaluation.slices)
+            if monitoring.slices is None:  # the columns only, once each: monitoring bins numbers itself, gates none
+                first = {item.column: item for item in reversed(evaluation.slices)}
+                monitoring.slices = [SliceConfig(column=column, min_size=first[column].min_size)
+                                     for column in dict.fromkeys(item.column for item in evaluation.slices)]
             if monitoring.label is None:
                 monitoring.label = self.data.target
         if self.data.split.stratify and task == "regression":
             self.data.split.stratify = False
         return self
+
+    @model_validator(mode="after")
+    def _fairness_fits(self) -> PipelineConfig:
+        fairness = self.evaluation.fairness
+        if fairness is None:
+            return self
+        if self.model.task == "regression":
+            raise ValueError(
+                f"evaluation.fairness: {shown_list(fairness.metrics or [])} compare a classifier's decisions across "
+                "groups, and model.task is regression; gate each group's metric with evaluation.slices "
+                "(thresholds, max_gap) on the sensitive column instead"
+            )
+        columns = [item.column for item in fairness.sensitive]
+        if self.data.target in columns:
+            raise ValueError(f"evaluation.fairness.sensitive: the target column {shown(self.data.target)} cannot be a "
+                             "sensitive column")
+        if isinstance(self.data.features, list) and not fairness.as_features:
+            used = [c for c in columns if c in self.data.features]
+            if used:
+                raise ValueError(
+                    f"evaluation.fairness.sensitive: {shown_list(used)} is also in data.features; remove it from "
+                    "data.features, or set evaluation.fairness.as_features: true to let the model use it"
+                )
+        return self
+
+    def sensitive_columns(self) -> list[str]:
+        """The sensitive columns the model must not use as features (none when `as_features` is true)."""
+        fairness = self.evaluation.fairness
+        if fairness is None or fairness.as_features:
+            return []
+        return [item.column for item in fairness.sensitive]
 
     @model_validator(mode="after")
     def _tuning_fits(self) -> PipelineConfig:

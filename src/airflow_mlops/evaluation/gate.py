@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.data.checks import require_labelled_rows
-from airflow_mlops.evaluation.metrics import compute_metrics, greater_is_better
+from airflow_mlops.evaluation.diagnostics import diagnose
+from airflow_mlops.evaluation.explain import explain
+from airflow_mlops.evaluation.fairness import evaluate_fairness
+from airflow_mlops.evaluation.metrics import compute_metrics, fmt, greater_is_better
+from airflow_mlops.evaluation.slices import Predicted, evaluate_slices
 from airflow_mlops.refs import GateResult
 
 if TYPE_CHECKING:
@@ -29,10 +33,6 @@ TEST_LABEL = "label"  # the stored test predictions' column of true values
 class Evaluation:
     gate: GateResult
     record: dict[str, Any]
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
 
 
 def predict(model: LoadedModel, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -64,7 +64,8 @@ def store_test_predictions(
     if proba is not None:
         columns.update(probability_outputs(model.classes, proba))
     monitored = config.monitoring.slices if config.monitoring is not None else []
-    for column in dict.fromkeys(s.column for s in [*(monitored or []), *config.evaluation.slices]):
+    sensitive = config.evaluation.fairness.sensitive if config.evaluation.fairness is not None else []
+    for column in dict.fromkeys(s.column for s in [*(monitored or []), *config.evaluation.slices, *sensitive]):
         if column in test.columns and column not in columns:  # a slice named like an output column is left out
             columns[column] = pa.Array.from_pandas(test[column])
     return write_table(with_classes(pa.table(columns), model.classes), path, store)
@@ -95,22 +96,6 @@ def _baseline(task: str, test: pd.DataFrame, target: str, names: list[str], clas
     for index, label in enumerate(dummy.classes_):
         proba[:, classes.index(label.item() if hasattr(label, "item") else label)] = dummy.predict_proba(features)[:, index]
     return compute_metrics(task, names, y, dummy.predict(features), proba, classes, custom)
-
-
-def _slices(model: LoadedModel, test: pd.DataFrame, config: PipelineConfig, primary: str, custom: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for slice_config in config.evaluation.slices:
-        column = slice_config.column
-        if column not in test.columns:
-            found[column] = {"error": f"column {column!r} is not in the test set"}
-            continue
-        for value, rows in test.groupby(column, dropna=False, observed=True):
-            key = f"{column}={value}"
-            if len(rows) < slice_config.min_size:
-                found[key] = {"rows": len(rows), "note": f"fewer than {slice_config.min_size} rows: not scored"}
-                continue
-            found[key] = {"rows": len(rows), **score_model(model, rows, config.data.target, [primary], custom)}
-    return found
 
 
 def evaluate_candidate(
@@ -155,17 +140,17 @@ def evaluate_candidate(
         observed = metrics.get(name)
         if bound.min is not None:
             ok = observed is not None and observed >= bound.min
-            check(f"{name} >= {bound.min}", ok, f"{name} {_fmt(observed)} is {'at or above' if ok else 'below'} the minimum {bound.min}")
+            check(f"{name} >= {bound.min}", ok, f"{name} {fmt(observed)} is {'at or above' if ok else 'below'} the minimum {bound.min}")
         if bound.max is not None:
             ok = observed is not None and observed <= bound.max
-            check(f"{name} <= {bound.max}", ok, f"{name} {_fmt(observed)} is {'at or below' if ok else 'above'} the maximum {bound.max}")
+            check(f"{name} <= {bound.max}", ok, f"{name} {fmt(observed)} is {'at or below' if ok else 'above'} the maximum {bound.max}")
 
     baseline: dict[str, Any] = {}
     if evaluation.baseline and value is not None:
         baseline = _baseline(candidate.task, test, target, [primary], candidate.classes, custom)
         base = baseline.get(primary)
         ok = base is None or (value > base if higher else value < base)
-        check("baseline", ok, f"{primary} {_fmt(value)} {'beats' if ok else 'does not beat'} a constant baseline ({_fmt(base)})")
+        check("baseline", ok, f"{primary} {fmt(value)} {'beats' if ok else 'does not beat'} a constant baseline ({fmt(base)})")
 
     if evaluation.max_overfit_gap is not None and train_metrics and validation_metrics:
         fitted, held_out = train_metrics.get(primary), validation_metrics.get(primary)
@@ -195,20 +180,34 @@ def evaluate_candidate(
                 improvement = (value - reference) if higher else (reference - value)
                 how = f"{comparison.min_improvement:.1%} relative" if comparison.relative else f"{required:.4g}"
                 if abs(improvement) <= EPSILON and required <= EPSILON and comparison.on_tie == "reject":
-                    check("champion", False, f"{primary} {_fmt(value)} ties champion v{champion_version} "
-                                             f"({_fmt(reference)}): a challenger must beat it (champion.on_tie: reject)")
+                    check("champion", False, f"{primary} {fmt(value)} ties champion v{champion_version} "
+                                             f"({fmt(reference)}): a challenger must beat it (champion.on_tie: reject)")
                 else:
                     ok = improvement >= required - EPSILON
-                    check("champion", ok, f"{primary} {_fmt(value)} {'improves' if ok else 'does not improve'} on "
-                                          f"champion v{champion_version} ({_fmt(reference)}) by at least {how}")
+                    check("champion", ok, f"{primary} {fmt(value)} {'improves' if ok else 'does not improve'} on "
+                                          f"champion v{champion_version} ({fmt(reference)}) by at least {how}")
 
-    slice_metrics = _slices(candidate, test, config, primary, custom)
+    y_true = test[target].to_numpy()
+    predicted = Predicted(candidate.task, y_true, predictions, proba, candidate.classes, custom)
+    slice_metrics, slice_checks = evaluate_slices(evaluation.slices, test, predicted, metrics, primary)
+    fairness: dict[str, Any] = {}
+    if evaluation.fairness is not None:
+        fairness, fairness_checks = evaluate_fairness(evaluation.fairness, test, y_true, predictions, candidate.classes)
+        slice_checks += fairness_checks
+    for name, ok, sentence in slice_checks:
+        check(name, ok, sentence)
+    diagnostics = (diagnose(candidate.task, y_true, predictions, proba, candidate.classes,
+                            calibration_bins=evaluation.diagnostics.calibration_bins)
+                   if evaluation.diagnostics.enabled else {})
+    explanations = (explain(candidate, test, target, primary, evaluation.explanations, custom)
+                    if evaluation.explanations.enabled else {})
     passed = not failures
-    summary = (f"{primary} {_fmt(value)} on {len(test)} test rows; "
+    summary = (f"{primary} {fmt(value)} on {len(test)} test rows; "
                + ("all checks passed" if passed else f"{len(failures)} check{'s' if len(failures) > 1 else ''} failed"))
     stored = store_test_predictions(config, candidate, test, predictions, proba, store,
                                     posixpath.join(posixpath.dirname(report_path), TEST_PREDICTIONS_NAME))
-    report = store.write_bytes(report_path, _report(config, metrics, champion_metrics, baseline, lines, slice_metrics, summary).encode())
+    report = store.write_bytes(report_path, _report(config, metrics, champion_metrics, baseline, lines, slice_metrics,
+                                                    summary, fairness, diagnostics, explanations).encode())
     gate = GateResult(
         gate="evaluation", passed=passed, policy=evaluation.on_failure, summary=summary,
         metrics={"candidate": metrics, "champion": champion_metrics, "baseline": baseline,
@@ -217,16 +216,18 @@ def evaluate_candidate(
     )
     record = {"metrics": metrics, "passed": passed, "dataset_fingerprint": test_fingerprint,
               "slice_metrics": slice_metrics, "compared_to_version": champion_version, "report_uri": report.uri,
-              "predictions_uri": stored.uri, "predictions_sha256": stored.sha256}
+              "predictions_uri": stored.uri, "predictions_sha256": stored.sha256, "fairness": fairness,
+              "diagnostics": diagnostics, "explanations": explanations}
     return Evaluation(gate=gate, record=record)
 
 
 def _report(config: PipelineConfig, metrics: dict[str, Any], champion: dict[str, Any], baseline: dict[str, Any],
-            lines: list[tuple[str, bool, str]], slices: dict[str, Any], summary: str) -> str:
+            lines: list[tuple[str, bool, str]], slices: dict[str, Any], summary: str, fairness: dict[str, Any],
+            diagnostics: dict[str, Any], explanations: dict[str, Any]) -> str:
     e = html.escape
     metric_rows = "".join(
-        f"<tr><td>{e(name)}</td><td>{_fmt(value)}</td><td>{_fmt(champion.get(name)) if champion else ''}</td>"
-        f"<td>{_fmt(baseline.get(name)) if name in baseline else ''}</td></tr>"
+        f"<tr><td>{e(name)}</td><td>{fmt(value)}</td><td>{fmt(champion.get(name)) if champion else ''}</td>"
+        f"<td>{fmt(baseline.get(name)) if name in baseline else ''}</td></tr>"
         for name, value in metrics.items()
     )
     check_rows = "".join(
@@ -242,6 +243,8 @@ def _report(config: PipelineConfig, metrics: dict[str, Any], champion: dict[str,
         f"<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{check_rows}</table>"
         f"<h2>Metrics</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th><th>baseline</th></tr>{metric_rows}</table>"
         + (f"<h2>Slices</h2>{slice_table}" if slices else "")
+        + (f"<h2>Fairness</h2>{_fairness_tables(fairness)}" if fairness else "")
+        + _diagnostics_tables(diagnostics) + _importance_tables(explanations)
         + "</body></html>"
     )
 
@@ -249,12 +252,89 @@ def _report(config: PipelineConfig, metrics: dict[str, Any], champion: dict[str,
 def _slice_table(slices: dict[str, Any]) -> str:
     """Per-slice results as an HTML table: rows, each metric, and why a slice was not scored."""
     e = html.escape
-    columns = sorted({key for values in slices.values() for key in values} - {"rows", "note", "error"})
+    columns = sorted({key for values in slices.values() for key in values} - {"rows", "note", "error", "failures"})
     head = "".join(f"<th>{e(c)}</th>" for c in ["slice", "rows", *columns, "note"])
     body = "".join(
         f"<tr><td>{e(key)}</td><td class=num>{values.get('rows', '')}</td>"
-        + "".join(f"<td class=num>{_fmt(values.get(c)) if c in values else ''}</td>" for c in columns)
-        + f"<td>{e(str(values.get('error') or values.get('note') or ''))}</td></tr>"
+        + "".join(f"<td class=num>{fmt(values.get(c)) if c in values else ''}</td>" for c in columns)
+        + f"<td>{e('; '.join(values.get('failures') or []) or str(values.get('error') or values.get('note') or ''))}</td></tr>"
         for key, values in sorted(slices.items())
     )
     return f"<table class=slices><tr>{head}</tr>{body}</table>"
+
+
+def _rows(header: list[str], rows: list[list[Any]], css: str) -> str:
+    """An HTML table: numbers right-aligned and shown with four significant digits."""
+    e = html.escape
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float) or value is None:
+            return f"<td class=num>{fmt(value)}</td>"
+        return f"<td class=num>{value}</td>" if isinstance(value, int) else f"<td>{e(str(value))}</td>"
+
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    return f"<table class={css}><tr>{head}</tr>" + "".join(f"<tr>{''.join(map(cell, r))}</tr>" for r in rows) + "</table>"
+
+
+def _fairness_tables(fairness: dict[str, Any]) -> str:
+    parts = []
+    for column, result in fairness.items():
+        e = html.escape
+        if "error" in result:
+            parts.append(f"<h3>{e(column)}</h3><p>{e(result['error'])}</p>")
+            continue
+        metrics = [[name, value, result["details"].get(name, "")] for name, value in result["metrics"].items()]
+        groups = [[name, values.get("rows"), *(values.get(rate) for rate in ("selection_rate", "true_positive_rate",
+                                                                          "false_positive_rate"))]
+                  for name, values in result["groups"].items()]
+        parts.append(f"<h3>{e(column)}</h3>" + (f"<p>{e(result['note'])}</p>" if result.get("note") else "")
+                     + _rows(["metric", "value", "groups behind it"], metrics, "fairness")
+                     + _rows(["group", "rows", "selection rate", "true positive rate", "false positive rate"], groups,
+                             "groups"))
+    return "".join(parts)
+
+
+def _diagnostics_tables(diagnostics: dict[str, Any]) -> str:
+    parts = []
+    if "per_class" in diagnostics:
+        parts.append("<h2>Per class</h2>" + _rows(
+            ["class", "precision", "recall", "f1", "support"],
+            [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in diagnostics["per_class"]],
+            "per-class"))
+        matrix = diagnostics["confusion_matrix"]
+        parts.append("<h2>Confusion matrix</h2><p>rows: true class; columns: predicted class</p>" + _rows(
+            ["", *map(str, matrix["labels"])],
+            [[str(label), *counts] for label, counts in zip(matrix["labels"], matrix["matrix"], strict=True)],
+            "confusion"))
+    if "calibration" in diagnostics:
+        curve = diagnostics["calibration"]
+        parts.append(f"<h2>Calibration</h2><p>Brier score {fmt(curve['brier'])}</p>" + _rows(
+            ["mean predicted", "fraction positive", "rows"],
+            [list(r) for r in zip(curve["mean_predicted"], curve["fraction_positive"], curve["rows"], strict=True)],
+            "calibration"))
+    if "residuals" in diagnostics and diagnostics["residuals"].get("rows"):
+        residuals = diagnostics["residuals"]
+        parts.append("<h2>Residuals (true - predicted)</h2>" + _rows(
+            ["mean", "std", *residuals["quantiles"]],
+            [[residuals["mean"], residuals["std"], *residuals["quantiles"].values()]], "residuals")
+            + _rows(["decile of prediction", "from", "to", "rows", "mean residual"],
+                    [[d["decile"], d["prediction_from"], d["prediction_to"], d["rows"], d["mean_residual"]]
+                     for d in residuals["by_decile"]], "deciles"))
+    return "".join(parts)
+
+
+def _importance_tables(explanations: dict[str, Any]) -> str:
+    parts = []
+    if "permutation" in explanations:
+        found = explanations["permutation"]
+        parts.append(f"<h2>Permutation importance</h2><p>drop in {html.escape(found['metric'])} when a feature is "
+                     f"shuffled, on {found['rows']} test rows, {found['n_repeats']} repeats</p>"
+                     + _rows(["rank", "feature", "mean", "std"],
+                             [[r["rank"], r["feature"], r["mean"], r["std"]] for r in found["features"]], "importance"))
+    if "contributions" in explanations:
+        found = explanations["contributions"]
+        parts.append(f"<h2>Mean absolute contribution (TreeSHAP)</h2><p>{html.escape(found['units'])}, on "
+                     f"{found['rows']} test rows</p>"
+                     + _rows(["rank", "feature", "mean |contribution|"],
+                             [[r["rank"], r["feature"], r["mean_abs"]] for r in found["features"]], "contributions"))
+    return "".join(parts)

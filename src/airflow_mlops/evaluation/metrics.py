@@ -23,7 +23,15 @@ def greater_is_better(metric: str, custom: dict[str, Any] | None = None) -> bool
     return GREATER_IS_BETTER[metric]
 
 
-def _finite(value: float) -> float | None:
+def fmt(value: float | None) -> str:
+    """A metric in a sentence: four significant digits, 'n/a' when undefined."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def finite(value: Any) -> float | None:
+    """A float for JSON: None for NaN and infinities."""
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -57,13 +65,13 @@ def compute_metrics(
             from airflow_mlops.dotted import import_object
 
             function = import_object(custom[name].path, f"evaluation.custom_metrics.{name}")
-            results[name] = _finite(function(y_true, y_proba if custom[name].needs_proba else y_pred))
+            results[name] = finite(function(y_true, y_proba if custom[name].needs_proba else y_pred))
             continue
         try:
             with warnings.catch_warnings():
                 # An undefined metric (roc_auc on one class) is None here, and the gate says why.
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
-                results[name] = _finite(_metric(name, task, y_true, y_pred, y_proba, classes, sk, np, sample_weight))
+                results[name] = finite(_metric(name, task, y_true, y_pred, y_proba, classes, sk, np, sample_weight))
         except ValueError:
             results[name] = None
     return results

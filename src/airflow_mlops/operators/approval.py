@@ -28,6 +28,8 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
 
     :param approval: `none` or `required` (templated; the retrain DAG passes the Trigger form's value).
     :param evaluated: the evaluate task's result (templated): the version waiting for approval.
+    :param body: leave it out to show the evaluation: the gate's summary and failures, the slices and
+        fairness results in words, and a link to the version page (`steps.approval_body`).
 
     .. seealso::
         docs/governance.md and docs/operators.md
@@ -49,8 +51,14 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             return {"chosen_options": [self.APPROVE], "params_input": {}, "responded_by_user": None}
         if self.approval != "required":
             self.log.info("'%s' is protected (promotion.protected): asking for approval", self.pipeline.promotion.alias)
-        self.body = with_card_link(self.body, self.evaluated)
+        self.body = self._body()
         return super().execute(context)
+
+    def _body(self) -> str:
+        """What the person reads: the DAG's `body` if it gave one, else the evaluation in words with its links."""
+        from airflow_mlops.steps import approval_body
+
+        return self.body or approval_body(self.registry, evaluated=self.evaluated or {})
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import TaskAwaitingInput
@@ -70,8 +78,7 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             self.log.warning("%s; asking again", refusal)
             # Airflow keeps the request as it was and clears the refused response: it is open again.
             upsert_hitl_detail(
-                ti_id=context["task_instance"].id, options=self.options, subject=self.subject,
-                body=with_card_link(self.body, self.evaluated),
+                ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self._body(),
                 defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
                 assigned_users=self.assigned_users,
             )
@@ -91,20 +98,6 @@ class PromotionApprovalOperator(MlopsBaseOperator, ApprovalOperator):
             approval=approval_from_result(event) if event is not None else None,
             actor=info.actor, dag_id=info.dag_id, run_id=info.run_id,
         )
-
-
-def with_card_link(body: str | None, evaluated: Any) -> str | None:
-    """The approval form's body with a link to the waiting version's model card (written at evaluation)."""
-    from urllib.parse import quote
-
-    from airflow_mlops.operators.links import UI_PREFIX
-
-    model = (evaluated or {}).get("model") if isinstance(evaluated, dict) else None
-    if not model:
-        return body
-    url = f"{UI_PREFIX}/models/{quote(str(model['name']))}/versions/{int(model['version'])}/card"
-    line = f"Model card: [{model['name']} v{int(model['version'])}]({url})"
-    return body if body and url in body else "\n\n".join(part for part in (body, line) if part)
 
 
 def _as_datetime(value: Any) -> datetime:

@@ -149,6 +149,11 @@ class EvaluationRow(Base):
     # performance and the reference for prediction drift.
     predictions_uri: Mapped[str | None] = mapped_column(Text)
     predictions_sha256: Mapped[str | None] = mapped_column(String(64))
+    # What a reviewer signs (0005): group fairness, per-class and calibration or residual diagnostics, and
+    # feature importance. NULL in rows written before, read as empty.
+    fairness: Mapped[dict[str, Any] | None] = mapped_column()
+    diagnostics: Mapped[dict[str, Any] | None] = mapped_column()
+    explanations: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class DriftRow(Base):

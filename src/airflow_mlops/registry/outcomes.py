@@ -48,8 +48,12 @@ class RecordedOutcomes(RegistryBase):
         run_id: str | None = None,
         predictions_uri: str | None = None,
         predictions_sha256: str | None = None,
+        fairness: dict[str, Any] | None = None,
+        diagnostics: dict[str, Any] | None = None,
+        explanations: dict[str, Any] | None = None,
     ) -> EvaluationRecord:
-        """`predictions_uri`/`_sha256`: the version's stored held-out test predictions, if any."""
+        """`predictions_uri`/`_sha256`: the version's stored held-out test predictions, if any; `fairness`,
+        `diagnostics`, `explanations`: what `evaluate_candidate` found beside the metrics."""
         with self._write() as session:
             model = self._model(session, name)
             self._version_row(session, model, version)
@@ -57,7 +61,8 @@ class RecordedOutcomes(RegistryBase):
                 model_id=model.id, version=version, dataset_fingerprint=dataset_fingerprint, metrics=metrics,
                 slice_metrics=slice_metrics or {}, compared_to_version=compared_to_version, passed=passed,
                 report_uri=report_uri, run_id=run_id, at=utcnow(), predictions_uri=predictions_uri,
-                predictions_sha256=predictions_sha256,
+                predictions_sha256=predictions_sha256, fairness=fairness or {}, diagnostics=diagnostics or {},
+                explanations=explanations or {},
             )
             session.add(row)
             session.flush()

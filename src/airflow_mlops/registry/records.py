@@ -100,6 +100,9 @@ class EvaluationRecord(_Record):
     at: datetime
     predictions_uri: str | None = None
     predictions_sha256: str | None = None
+    fairness: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    explanations: dict[str, Any] = field(default_factory=dict)
 
 
 

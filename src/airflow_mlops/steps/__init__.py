@@ -10,7 +10,7 @@ from airflow_mlops.config.schema import window_timedelta
 from airflow_mlops.steps.card import card_path, model_card, write_model_card
 from airflow_mlops.steps.common import checked_location
 from airflow_mlops.steps.drift_check import check_pipeline_drift
-from airflow_mlops.steps.evaluate import evaluate_version
+from airflow_mlops.steps.evaluate import approval_body, evaluate_version
 from airflow_mlops.steps.monitor import (
     check_batch_prediction_drift,
     estimate_batch_performance,
@@ -31,7 +31,8 @@ from airflow_mlops.steps.tune import plan_tuning, run_tuning_batch
 from airflow_mlops.steps.validate import validate_data
 
 __all__ = [
-    "already_announced", "card_path", "check_batch_prediction_drift", "check_pipeline_drift", "checked_location",
+    "already_announced", "approval_body", "card_path", "check_batch_prediction_drift", "check_pipeline_drift",
+    "checked_location",
     "commit_scoring", "describe_alias_move", "estimate_batch_performance", "evaluate_version", "mark_announced",
     "model_card", "monitor_performance", "pin_model", "plan_scoring", "plan_tuning", "promote_version", "record_approval_decision",
     "rollback_alias", "run_tuning_batch", "score_planned_chunk", "split_training_data", "stored_test_predictions",

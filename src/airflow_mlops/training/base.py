@@ -155,6 +155,12 @@ class LoadedModel:
             return self._empty_predictions()[1]
         return self.trainer.predict_proba(frame)
 
+    def contributions(self, data: pd.DataFrame) -> np.ndarray | None:
+        """Each feature's contribution to each row's raw prediction (log-odds for classifiers), shaped
+        rows x [classes x] features; None for a flavor without native contributions (only xgboost has them)."""
+        native = getattr(self.trainer, "contributions", None)
+        return None if native is None else native(self.spec.frame(data))[..., :-1]
+
     def _empty_predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, probabilities or None) for zero rows, shaped as for any other batch."""
         import numpy as np

@@ -18,10 +18,11 @@ NUMERIC_KINDS = "iufb"
 
 
 def feature_columns(config: PipelineConfig, columns: list[str]) -> list[str]:
-    """'all' = every column but the target and the ids; a list is checked against the data."""
+    """'all' = every column but the target, the ids and the sensitive columns of evaluation.fairness (kept in the
+    data for evaluation, never used by the model unless `as_features`); a list is checked against the data."""
     data = config.data
     if data.features == "all":
-        excluded = {data.target, *data.ids}
+        excluded = {data.target, *data.ids, *config.sensitive_columns()}
         return [c for c in columns if c not in excluded]
     missing = [c for c in data.features if c not in columns]
     if missing:

@@ -108,6 +108,10 @@ class XGBoostTrainer:
         raw = self._raw(data)
         return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
 
+    def contributions(self, data: pd.DataFrame) -> np.ndarray:
+        """TreeSHAP values from XGBoost itself: rows x [classes x] (features + the bias last), in margin units."""
+        return self.booster.predict(self._matrix(data), pred_contribs=True, iteration_range=self._iteration_range())
+
     def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities (or values, for regression) of numeric feature columns in feature order.
 

@@ -258,3 +258,74 @@ def _series_svg(series: TimeSeries, x: Any, y: Any) -> str:
         )
     parts.append("</g>")
     return "".join(parts)
+
+
+def bar_chart_svg(bars: list[tuple[str, Any]], title: str, *, errors: list[Any] | None = None, width: int = 760,
+                  row_height: int = 18) -> str:
+    """Horizontal bars from zero, one per labelled value (negative values go left), with optional ± whiskers.
+
+    Labels sit left of the axis, cut to fit; each bar's tooltip has the whole label and the value.
+    """
+    e = _escape
+    rows = [(label, float(v), float(err) if errors and _number(err) else None)
+            for (label, v), err in zip(bars, errors or [None] * len(bars), strict=True) if _number(v)]
+    if not rows:
+        return f'<p class="empty">{e(title)}: no data yet</p>'
+    label_chars = min(max(len(label) for label, _, _ in rows), 28)
+    left = int(label_chars * CHAR_WIDTH) + 16
+    right, top = 64, 26
+    height = top + len(rows) * row_height + 8
+    ends = [v + (err or 0.0) * (1 if v >= 0 else -1) for _, v, err in rows]
+    low, high = min(0.0, *ends), max(0.0, *ends)
+    span = (high - low) or 1.0
+
+    def x(value: float) -> float:
+        return left + (value - low) / span * (width - left - right)
+
+    parts = [f'<svg class="chart bar-chart" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}"><text x="{left}" y="14" class="title">{e(title)}</text>',
+             f'<line x1="{x(0):.1f}" y1="{top - 4}" x2="{x(0):.1f}" y2="{height - 4}" class="axis"/>']
+    for row, (label, value, err) in enumerate(rows):
+        y = top + row * row_height
+        start, stop = sorted((x(0), x(value)))
+        shown = label if len(label) <= label_chars else label[: label_chars - 1] + "…"
+        parts.append(
+            f'<g class="bar-row" data-label="{e(label)}"><title>{e(label)}: {value:.4g}'
+            f'{f" ± {err:.2g}" if err is not None else ""}</title>'
+            f'<text x="{left - 6}" y="{y + row_height - 6}" text-anchor="end">{e(shown)}</text>'
+            f'<rect class="{"negative" if value < 0 else "positive"}" x="{start:.1f}" y="{y + 3}" '
+            f'width="{max(stop - start, 0.5):.1f}" height="{row_height - 6}"/>'
+        )
+        if err:
+            parts.append(f'<line class="whisker" x1="{x(value - err):.1f}" y1="{y + row_height / 2:.1f}" '
+                         f'x2="{x(value + err):.1f}" y2="{y + row_height / 2:.1f}"/>')
+        end = max(x(value), x(0), x(value + (err or 0.0)) if value >= 0 else x(0))  # right of bar and whisker
+        parts.append(f'<text x="{end + 4:.1f}" y="{y + row_height - 6}">{value:.3g}</text></g>')
+    return "".join(parts) + "</svg>"
+
+
+def calibration_chart_svg(mean_predicted: list[float], fraction_positive: list[float], rows: list[int],
+                          title: str = "calibration: observed vs predicted probability",
+                          *, width: int = 420, height: int = 320) -> str:
+    """Observed against predicted probability on a 0-1 square, with the diagonal of perfect calibration."""
+    e = _escape
+    points = [(p, o, n) for p, o, n in zip(mean_predicted, fraction_positive, rows, strict=True)
+              if _number(p) and _number(o)]
+    if not points:
+        return f'<p class="empty">{e(title)}: no data yet</p>'
+    frame = _Frame(width, height, (48, 16, 26, 40), 0.0, 1.0)
+
+    def x(value: float) -> float:
+        return frame.left + value * (frame.plot_right - frame.left)
+
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+    path = " ".join(f"{x(p):.1f},{frame.y(o):.1f}" for p, o, _ in points)
+    dots = "".join(f'<circle cx="{x(p):.1f}" cy="{frame.y(o):.1f}" r="3"><title>predicted {p:.3g}: observed '
+                   f'{o:.3g} ({n} rows)</title></circle>' for p, o, n in points)
+    return (
+        frame.open(title, " calibration") + frame.y_axis(ticks)
+        + "".join(frame.x_label(x(t), f"{t:g}") for t in ticks)
+        + f'<g class="reference threshold"><line x1="{x(0):.1f}" y1="{frame.y(0):.1f}" x2="{x(1):.1f}" '
+          f'y2="{frame.y(1):.1f}"><title>perfectly calibrated</title></line></g>'
+        + f'<g class="series primary"><polyline points="{path}" fill="none"/>{dots}</g></svg>'
+    )

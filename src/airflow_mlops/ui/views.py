@@ -25,6 +25,8 @@ from airflow_mlops.ui.charts import (
     ReferenceLine,
     TimePoint,
     TimeSeries,
+    bar_chart_svg,
+    calibration_chart_svg,
     line_chart_svg,
     time_chart_svg,
 )
@@ -56,6 +58,7 @@ CHART_VERSIONS = 100  # the metric chart covers the newest this many versions
 RECENT_ROWS = 50  # evaluations, drift checks and batch runs listed on the model page
 CHART_DRIFT_RECORDS = 200
 CHART_SCORING_RUNS = 200  # the scoring-cost chart covers the newest this many batch runs
+MAX_IMPORTANCE_BARS = 20  # the importance charts show the most important features; the compare page lists all kept
 # Metrics that live in [0, 1]: their charts never show an axis beyond it.
 UNIT_INTERVAL_METRICS = frozenset({"roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "f1", "precision", "recall",
                                    "brier"})
@@ -271,6 +274,7 @@ class RegistryViews:
         return {
             **self._version_row(record, evaluations[0] if evaluations else None, settings),
             "evaluations": [{**e.to_dict(), "slices": slice_table(e.slice_metrics)} for e in evaluations],
+            "review": review(evaluations[0]) if evaluations else {},
             "primary_metric": settings.primary_metric,
             "alias_history": [
                 e.to_dict() for e in reversed(self.registry.history(name)) if version in (e.from_version, e.to_version)
@@ -329,6 +333,9 @@ class RegistryViews:
             "metrics": _side_by_side({**a.metrics, **tested(first)}, {**b.metrics, **tested(second)}),
             "params": _side_by_side(a.params, b.params),
             "lineage": _same_data(a, b) + _side_by_side(_run_lineage(a), _run_lineage(b)),
+            "importance": {kind: importance_moves(evaluations.get((name, first)), evaluations.get((name, second)),
+                                                  kind, key)
+                           for kind, key in (("permutation", "mean"), ("contributions", "mean_abs"))},
         }
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -613,13 +620,92 @@ def _drift_chart(drift: list[DriftRecord], config: PipelineConfig | None) -> str
 def slice_table(slice_metrics: dict[str, Any]) -> dict[str, Any]:
     """Per-slice results as a table: one row per "column=value" with its rows, each metric and any note."""
     columns = sorted({key for values in slice_metrics.values() if isinstance(values, dict) for key in values}
-                     - {"rows", "note", "error"})
+                     - {"rows", "note", "error", "failures"})
     rows = []
     for key, values in sorted(slice_metrics.items()):
         values = values if isinstance(values, dict) else {"note": values}
+        failures = values.get("failures") or []
         rows.append({"slice": key, "rows": values.get("rows"), "metrics": {c: values.get(c) for c in columns},
-                     "note": values.get("error") or values.get("note")})
+                     "note": "; ".join(failures) or values.get("error") or values.get("note"),
+                     "failed": bool(failures)})
     return {"columns": columns, "rows": rows}
+
+
+def review(evaluation: EvaluationRecord) -> dict[str, Any]:
+    """What a reviewer reads on the version page: fairness, per-class results, the confusion matrix,
+    calibration or residuals, and feature importance, from one evaluation record (empty parts left out)."""
+    found: dict[str, Any] = {}
+    if evaluation.fairness:
+        found["fairness"] = [_fairness_row(column, result) for column, result in evaluation.fairness.items()]
+    diagnostics = evaluation.diagnostics or {}
+    if diagnostics.get("per_class"):
+        found["per_class"] = diagnostics["per_class"]
+        matrix = diagnostics["confusion_matrix"]
+        found["confusion"] = {"labels": matrix["labels"], "rows": [
+            {"label": label, "cells": [{"count": count, "diagonal": i == j} for j, count in enumerate(counts)]}
+            for i, (label, counts) in enumerate(zip(matrix["labels"], matrix["matrix"], strict=True))]}
+    if diagnostics.get("calibration"):
+        curve = diagnostics["calibration"]
+        found["calibration"] = {"brier": curve.get("brier"), "chart": calibration_chart_svg(
+            curve["mean_predicted"], curve["fraction_positive"], curve["rows"])}
+    if (diagnostics.get("residuals") or {}).get("rows"):
+        residuals = diagnostics["residuals"]
+        found["residuals"] = {
+            "summary": {"rows": residuals["rows"], "mean": residuals["mean"], "std": residuals["std"],
+                        **residuals["quantiles"]},
+            "chart": bar_chart_svg(
+                [(f"decile {d['decile']}: {d['prediction_from']:.4g} to {d['prediction_to']:.4g}", d["mean_residual"])
+                 for d in residuals["by_decile"]], "mean residual (true - predicted) by decile of the prediction"),
+        }
+    explanations = evaluation.explanations or {}
+    if explanations.get("permutation"):
+        found["permutation"] = _importance_chart(explanations["permutation"], "mean", "std", (
+            f"permutation importance: drop in {explanations['permutation'].get('metric')} when a feature is shuffled"))
+    if explanations.get("contributions"):
+        found["contributions"] = _importance_chart(explanations["contributions"], "mean_abs", None,
+                                                   "mean |contribution| (XGBoost TreeSHAP, margin units)")
+    return found
+
+
+def _fairness_row(column: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {"column": column, "error": result.get("error"), "note": result.get("note"),
+            "failures": result.get("failures") or [],
+            "metrics": [{"metric": name, "value": value, "detail": (result.get("details") or {}).get(name)}
+                        for name, value in (result.get("metrics") or {}).items()],
+            "groups": [{"group": name, **values} for name, values in (result.get("groups") or {}).items()],
+            "left_out": result.get("left_out") or {}}
+
+
+def _importance_chart(found: dict[str, Any], key: str, spread: str | None, title: str) -> dict[str, Any]:
+    features = found.get("features") or []
+    shown = features[:MAX_IMPORTANCE_BARS]
+    total = found.get("total_features", len(features))
+    more = f" (the {len(shown)} most important of {total})" if total > len(shown) else ""
+    return {"rows": found.get("rows"), "total": total, "chart": bar_chart_svg(
+        [(f["feature"], f.get(key)) for f in shown], f"{title}{more}",
+        errors=[f.get(spread) for f in shown] if spread else None)}
+
+
+def importance_moves(a: EvaluationRecord | None, b: EvaluationRecord | None, kind: str, key: str) -> list[dict[str, Any]]:
+    """Per feature: its rank and value in each version's importance (`kind`: permutation or contributions) and how
+    they moved from the first to the second; features of the second version first, by its rank."""
+    def ranked(evaluation: EvaluationRecord | None) -> dict[str, dict[str, Any]]:
+        found = ((evaluation.explanations if evaluation else None) or {}).get(kind) or {}
+        return {f["feature"]: f for f in found.get("features") or []}
+
+    first, second = ranked(a), ranked(b)
+    if not first or not second:
+        return []
+    order = sorted(set(first) | set(second), key=lambda f: (second.get(f, {}).get("rank", 10**9),
+                                                            first.get(f, {}).get("rank", 10**9)))
+    rows = []
+    for feature in order:
+        was, now = first.get(feature, {}), second.get(feature, {})
+        rank_a, rank_b, value_a, value_b = was.get("rank"), now.get("rank"), was.get(key), now.get(key)
+        rows.append({"feature": feature, "rank_a": rank_a, "rank_b": rank_b, "value_a": value_a, "value_b": value_b,
+                     "rank_change": rank_a - rank_b if rank_a and rank_b else None,
+                     "value_change": value_b - value_a if value_a is not None and value_b is not None else None})
+    return rows
 
 
 def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:

@@ -248,7 +248,7 @@ def test_slice_gates_fairness_and_explanations_parse_with_defaults():
     assert evaluation.metrics == ["accuracy", "roc_auc", "f1"]  # gated slice metrics are computed overall too
     assert evaluation.fairness.metrics == ["demographic_parity_ratio"]
     assert config.sensitive_columns() == ["sex", "age"]
-    assert (evaluation.diagnostics.enabled, evaluation.explanations.sample_rows) == (True, 5000)
+    assert (evaluation.diagnostics.enabled, evaluation.explanations.sample_rows) == (True, 2000)
     # Monitoring takes the columns only (it bins numbers itself and gates nothing), once each.
     assert [(s.column, type(s).__name__) for s in config.monitoring.slices] == [("plan", "SliceConfig"),
                                                                                 ("age", "SliceConfig")]

@@ -536,12 +536,12 @@ class ExplanationsConfig(_Section):
         "contributions (XGBoost's native SHAP values)"
     )
     sample_rows: StrictInt = Field(
-        5000, ge=50, le=1_000_000, description="explain on a seeded sample of at most this many test rows, so the cost "
+        2000, ge=50, le=1_000_000, description="explain on a seeded sample of at most this many test rows, so the cost "
         "does not grow with the test set"
     )
-    n_repeats: StrictInt = Field(5, ge=1, le=100, description="shuffles per feature for permutation importance")
+    n_repeats: StrictInt = Field(3, ge=1, le=100, description="shuffles per feature for permutation importance")
     contribution_rows: StrictInt = Field(
-        1000, ge=50, le=1_000_000, description="xgboost: mean absolute contributions on at most this many of the "
+        500, ge=50, le=1_000_000, description="xgboost: mean absolute contributions on at most this many of the "
         "sampled rows (TreeSHAP costs about a millisecond a row for 100 trees of depth 6; the ranking settles well before)"
     )
     seed: Seed = 42

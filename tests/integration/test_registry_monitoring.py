@@ -36,6 +36,23 @@ def _engine(url: str):
     return registry_engine(url)
 
 
+def _old_model_version_and_evaluation(connection) -> None:
+    """Rows written before an upgrade: model `churn`, its v1 and one evaluation (id 1)."""
+    connection.execute(text(
+        "INSERT INTO mlops_models (name, description, tags, created_at) VALUES ('churn', '', '{}', :at)"
+    ), {"at": T0})
+    connection.execute(text(
+        "INSERT INTO mlops_model_versions (model_id, version, artifact_uri, artifact_sha256, flavor, task, "
+        "params, metrics, datasets, library_versions, created_at, status, tags) VALUES "
+        "(1, 1, 's3://b/m', :sha, 'sklearn', 'binary_classification', '{}', '{}', '{}', '{}', :at, "
+        "'active', '{}')"
+    ), {"sha": SHA, "at": T0})
+    connection.execute(text(
+        "INSERT INTO mlops_evaluations (model_id, version, metrics, slice_metrics, passed, at) "
+        "VALUES (1, 1, '{\"roc_auc\": 0.9}', '{}', :passed, :at)"
+    ), {"at": T0, "passed": True})
+
+
 def test_migration_0002_keeps_existing_rows(empty_url):
     engine = create_engine(empty_url)
     try:
@@ -45,22 +62,10 @@ def test_migration_0002_keeps_existing_rows(empty_url):
             command.upgrade(migrate._config(connection), "0001")
         assert migrate.current_revision(engine) == "0001"
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO mlops_models (name, description, tags, created_at) VALUES ('churn', '', '{}', :at)"
-            ), {"at": T0})
-            connection.execute(text(
-                "INSERT INTO mlops_model_versions (model_id, version, artifact_uri, artifact_sha256, flavor, task, "
-                "params, metrics, datasets, library_versions, created_at, status, tags) VALUES "
-                "(1, 1, 's3://b/m', :sha, 'sklearn', 'binary_classification', '{}', '{}', '{}', '{}', :at, "
-                "'active', '{}')"
-            ), {"sha": SHA, "at": T0})
+            _old_model_version_and_evaluation(connection)
             connection.execute(text(
                 "INSERT INTO mlops_drift_records (model_id, version, drift_share, drifted_columns, passed, run_id, at) "
                 "VALUES (1, 1, 0.25, '[\"age\"]', :passed, 'old-run', :at)"
-            ), {"at": T0, "passed": True})
-            connection.execute(text(
-                "INSERT INTO mlops_evaluations (model_id, version, metrics, slice_metrics, passed, at) "
-                "VALUES (1, 1, '{\"roc_auc\": 0.9}', '{}', :passed, :at)"
             ), {"at": T0, "passed": True})
         assert migrate.upgrade(engine) == migrate.head_revision()
     finally:
@@ -120,19 +125,7 @@ def test_migration_0005_adds_evaluation_details_that_older_rows_read_as_empty(em
             from alembic import command
 
             command.upgrade(migrate._config(connection), "0003")
-            connection.execute(text(
-                "INSERT INTO mlops_models (name, description, tags, created_at) VALUES ('churn', '', '{}', :at)"
-            ), {"at": T0})
-            connection.execute(text(
-                "INSERT INTO mlops_model_versions (model_id, version, artifact_uri, artifact_sha256, flavor, task, "
-                "params, metrics, datasets, library_versions, created_at, status, tags) VALUES "
-                "(1, 1, 's3://b/m', :sha, 'sklearn', 'binary_classification', '{}', '{}', '{}', '{}', :at, "
-                "'active', '{}')"
-            ), {"sha": SHA, "at": T0})
-            connection.execute(text(
-                "INSERT INTO mlops_evaluations (model_id, version, metrics, slice_metrics, passed, at) "
-                "VALUES (1, 1, '{\"roc_auc\": 0.9}', '{}', :passed, :at)"
-            ), {"at": T0, "passed": True})
+            _old_model_version_and_evaluation(connection)
         assert migrate.upgrade(engine) == migrate.head_revision() == "0005"
     finally:
         engine.dispose()

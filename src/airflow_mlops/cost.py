@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 from airflow_mlops.refs import Record
 
@@ -102,6 +102,13 @@ def measure_cost() -> Iterator[CostMeter]:
             peak_memory_bytes=peak if peak is not None else _lifetime_peak(),
             peak_memory_scope="task" if peak is not None else "process",
         )
+
+
+def memory_text(value: Any) -> str | None:
+    """Bytes as MiB or GiB, for pages and cards (None when unknown)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
 
 
 def cpu_seconds_per_million_rows(cpu_seconds: float | None, rows: int) -> float | None:

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.cost import memory_text
 from airflow_mlops.storage.keys import safe_key
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def render_model_card_html(card: dict[str, Any]) -> str:
         trim_blocks=True, lstrip_blocks=True,
     )
     environment.filters["fmt"] = _fmt
-    environment.filters["size"] = _size
+    environment.filters["size"] = lambda value: memory_text(value) or "—"
     environment.globals["inner_columns"] = _inner_columns
     return environment.get_template("model_card.html").render(card=card, generic=_generic_sections(card))
 
@@ -239,14 +240,4 @@ def _fmt(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
-
-
-def _size(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
     return str(value)

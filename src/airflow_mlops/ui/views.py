@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import DEFAULT_PRIMARY_METRIC
+from airflow_mlops.cost import memory_text
 from airflow_mlops.errors import ArtifactNotFoundError, RegistryError
 from airflow_mlops.evaluation.metrics import GREATER_IS_BETTER
 from airflow_mlops.governance import check_direct_move
@@ -560,13 +561,6 @@ def _promote_choices(
         "options": [{"version": v, "failed": gate == "failed", "selected": v == selected}
                     for v, gate in sorted(choices.items(), reverse=True)],
     }
-
-
-def memory_text(value: Any) -> str | None:
-    """Bytes as MiB or GiB (None when unknown)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
 
 
 def _cost_text(cost: dict[str, Any] | None) -> str | None:

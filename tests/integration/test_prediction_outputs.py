@@ -185,15 +185,14 @@ def test_a_chunk_with_unusable_output_fails_by_name_and_writes_nothing(store, mo
     registry, _ = model
     write_table(frame(700, seed=3).drop(columns=["label"]), "incoming/batch.parquet", store)
     plan = plan_batch(config(), registry, store, run_id="r1", input_uri="incoming/batch.parquet")
-    predict, first_id = score._predict, 3 * 100_000  # frame(seed=3) numbers its customers from here
+    start, first_id = score._start_prediction, 3 * 100_000  # frame(seed=3) numbers its customers from here
 
     def second_batch_corrupted(model, batch):
-        # Known by its rows, not by call order: two batches may be predicting at once.
-        predictions, proba = predict(model, batch)
+        # Known by its rows, not by call order: two batches predict at once.
         second = batch.column("customer")[0].as_py() == first_id + 100
-        return _corrupt(kind, predictions, proba) if second else (predictions, proba)
+        return start(model, batch).then(lambda result: _corrupt(kind, *result) if second else result)
 
-    monkeypatch.setattr(score, "_predict", second_batch_corrupted)
+    monkeypatch.setattr(score, "_start_prediction", second_batch_corrupted)
     with pytest.raises(DataError, match=re.escape(message)) as raised:
         score_chunk(plan, 0, store, batch_rows=100)
     assert "nothing of this chunk is written" in str(raised.value)
@@ -263,4 +262,28 @@ def test_batches_predicted_two_at_a_time_are_written_in_input_order(store, model
     output = read_output(plan.output_prefix, store)
     assert output["customer"].tolist() == data["customer"].tolist()
     np.testing.assert_allclose(output["proba_1"].to_numpy(), loaded.predict_proba(data)[:, 1], rtol=1e-6)
+    assert output["prediction"].tolist() == loaded.predict(data).tolist()
+
+
+def test_columns_written_by_scoring_are_required_and_cheaply_encoded(store, model):
+    registry, loaded = model
+    cfg = config()
+    cfg.inference.row_numbers = True
+    data = frame(900, seed=4)
+    plan, _ = score_batch(store, registry, data, "r-encoded", cfg=cfg, batch_rows=256)
+    part = pq.ParquetFile(store.uri(plan.part_uri(0)).removeprefix("file://"))
+    schema = part.schema_arrow
+    own = ["prediction", "proba_1", "model_name", "model_version", "run_id", "source_file", "source_row"]
+    # Never null, so declared required: no definition levels to write or read. Ids stay as the input has them.
+    assert [schema.field(c).nullable for c in own] == [False] * len(own)
+    assert schema.field("customer").nullable and schema.field("segment").nullable
+    encodings = {part.metadata.row_group(0).column(i).path_in_schema: part.metadata.row_group(0).column(i).encodings
+                 for i in range(part.metadata.num_columns)}
+    for column in ("prediction", "model_version", "source_row"):  # integers: deltas, no hashing per row
+        assert "DELTA_BINARY_PACKED" in encodings[column], (column, encodings[column])
+    for column in ("model_name", "run_id", "source_file"):  # one-entry dictionaries, written as they are
+        assert "RLE_DICTIONARY" in encodings[column], (column, encodings[column])
+    output = read_output(plan.output_prefix, store)
+    assert output["model_version"].unique().tolist() == [1]
+    assert output["source_row"].tolist() == list(range(700)) + list(range(700, 900))
     assert output["prediction"].tolist() == loaded.predict(data).tolist()

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_mlops.cost import Cost, cpu_seconds_per_million_rows, measure_cost
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from airflow_mlops.refs import GateResult
     from airflow_mlops.storage import ArtifactStore
-    from airflow_mlops.training import LoadedModel
+    from airflow_mlops.training import LoadedModel, PendingPrediction
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 524_288
@@ -78,16 +79,19 @@ def _check_schema(schema: pa.Schema, model: LoadedModel, plan: BatchPlan, uri: s
         raise DataError(f"chunk {index} ({uri}): {exc}") from None
 
 
-def _predict(model: LoadedModel, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
-    """(predictions, probabilities or None). All-numeric features go to the model as columns."""
+def _start_prediction(model: LoadedModel, batch: pa.RecordBatch) -> PendingPrediction:
+    """(predictions, probabilities or None), started. All-numeric features go to the model as columns,
+    predicted on the flavor's threads where it has them; a frame is predicted here."""
+    from airflow_mlops.training import PendingPrediction
+
     spec = model.spec
     if not spec.categorical:
-        return model.predict_columns([batch.column(c).to_numpy(zero_copy_only=False) for c in spec.features])
+        return model.start_columns([batch.column(c).to_numpy(zero_copy_only=False) for c in spec.features])
     frame = batch.to_pandas()
     if model.task == "regression":
-        return model.predict(frame), None
+        return PendingPrediction.done((model.predict(frame), None))
     proba = model.predict_proba(frame)
-    return model.labels.decode(proba.argmax(axis=1)), proba
+    return PendingPrediction.done((model.labels.decode(proba.argmax(axis=1)), proba))
 
 
 def proba_column(label: Any) -> str:
@@ -170,20 +174,52 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     import pyarrow as pa
 
     # Ids to join labels on, slice columns to group realized performance by: as the input has them.
-    columns: dict[str, Any] = {c: batch.column(c) for c in [*plan.id_columns, *plan.slice_columns]}
-    columns["prediction"] = pa.array(predictions)
+    passed = [*plan.id_columns, *plan.slice_columns]
+    own: dict[str, Any] = {"prediction": pa.array(predictions)}
     if proba is not None:
-        columns.update(probability_outputs(model.classes, proba))
+        own.update(probability_outputs(model.classes, proba))
     rows = batch.num_rows
     same = pa.array(np.zeros(rows, dtype="int32"))  # constants as one-entry dictionaries: no per-row strings
-    columns["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
-    columns["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
-    columns["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
+    own["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
+    own["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
+    own["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
     if plan.row_numbers:
         source_file, first_row = source
-        columns["source_file"] = pa.DictionaryArray.from_arrays(same, pa.array([source_file]))
-        columns["source_row"] = pa.array(np.arange(first_row, first_row + rows, dtype="int64"))
-    return with_classes(pa.table(columns), model.classes)
+        own["source_file"] = pa.DictionaryArray.from_arrays(same, pa.array([source_file]))
+        own["source_row"] = pa.array(np.arange(first_row, first_row + rows, dtype="int64"))
+    # The columns written here are never null (require_sane_outputs): declared so, parquet stores no
+    # definition levels for them, which writing and every later read would otherwise pay per row.
+    schema = pa.schema([*(batch.schema.field(c) for c in passed),
+                        *(pa.field(name, array.type, nullable=False) for name, array in own.items())])
+    table = pa.Table.from_arrays([*(batch.column(c) for c in passed), *own.values()], schema=schema)
+    return with_classes(table, model.classes)
+
+
+def _column_encodings(schema: pa.Schema, id_columns: list[str]) -> dict[str, Any]:
+    """How the writer encodes each output column (ParquetWriter's keyword arguments).
+
+    Constants (the model, the run, the source file) are one-entry dictionaries, written as they are.
+    Integer outputs (class labels, the model version, row numbers) are delta-encoded: as small as a
+    dictionary for a few distinct values, without hashing every row. Text labels keep a dictionary.
+    Min/max statistics only where a reader filters (joining labels by id); probabilities are random
+    to a compressor, so they are stored as they are.
+    """
+    import pyarrow as pa
+
+    dictionary, delta = [], []
+    for field in schema:
+        if pa.types.is_dictionary(field.type):
+            dictionary.append(field.name)
+        elif field.name in {"prediction", "model_version", "source_row"} and pa.types.is_integer(field.type):
+            delta.append(field.name)
+        elif field.name == "prediction" and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            dictionary.append(field.name)
+    return {
+        "use_dictionary": dictionary or False,
+        "column_encoding": dict.fromkeys(delta, "DELTA_BINARY_PACKED") or None,
+        "write_statistics": [c for c in id_columns if c in schema.names] or False,
+        "compression": {f.name: "none" if f.name.startswith("proba_") else "snappy" for f in schema},
+    }
 
 
 def _read_chunk(chunk: Any, store: ArtifactStore, model: LoadedModel, plan: BatchPlan, columns: list[str],
@@ -269,24 +305,13 @@ class _Writer:
         self._thread.start()
 
     def _run(self) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         writer = None
         try:
             while (table := self._queue.get()) is not _DONE:
                 if writer is None:
-                    # Repeated values (labels, the model, the run) cost a few bytes per page this way;
-                    # probabilities are unique per row, so dictionary-encoding them would be wasted work.
-                    repeated = [f.name for f in table.schema if f.name in {"model_name", "model_version", "run_id"}
-                                or f.name == "prediction" and not pa.types.is_floating(f.type)]
-                    # Min/max statistics only where a reader filters (joining labels by id); probabilities are
-                    # random to a compressor, so they are stored as they are.
-                    writer = pq.ParquetWriter(
-                        self._path, table.schema, use_dictionary=repeated,
-                        write_statistics=[c for c in self._id_columns if c in table.schema.names] or False,
-                        compression={f.name: "none" if f.name.startswith("proba_") else "snappy" for f in table.schema},
-                    )
+                    writer = pq.ParquetWriter(self._path, table.schema, **_column_encodings(table.schema, self._id_columns))
                 writer.write_table(table)
         except BaseException as exc:  # re-raised by close()
             self._error = exc
@@ -354,20 +379,33 @@ def _score_chunk(
         # the queues hold two batches each, so memory stays bounded by the batch size.
         reader = _Pipe(lambda put: _read_chunk(chunk, store, model, plan, columns, batch_rows, index, put))
         writer = _Writer(temp, plan.id_columns)
+        # Two batches predict at once: the next batch's pieces queue behind this one's, so no core idles
+        # while the last piece of a batch finishes or its output is built; output order is read order.
+        in_flight: deque[tuple[tuple[str, int], pa.RecordBatch, PendingPrediction]] = deque()
+
+        def write_oldest() -> None:
+            nonlocal rows, last_report
+            source, batch, pending = in_flight.popleft()
+            predictions, proba = pending.result()
+            require_sane_outputs(predictions, proba, index=index, first_row=rows)
+            writer.put(_output_table(batch, plan, model, predictions, proba, source))
+            rows += batch.num_rows
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_SECONDS:
+                log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
+                last_report = now
+
         try:
             for source, batch in reader:
                 if validate is not None:
                     gate = validate(batch.to_pandas())
                     if not gate.passed:
                         raise DataError(f"chunk {index} ({source[0]}) failed validation: " + "; ".join(gate.failures))
-                predictions, proba = _predict(model, batch)
-                require_sane_outputs(predictions, proba, index=index, first_row=rows)
-                writer.put(_output_table(batch, plan, model, predictions, proba, source))
-                rows += batch.num_rows
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_SECONDS:
-                    log.info("chunk %d: %d / %d rows (%.0f rows/s)", index, rows, chunk.rows, rows / (now - started))
-                    last_report = now
+                in_flight.append((source, batch, _start_prediction(model, batch)))
+                if len(in_flight) > 1:
+                    write_oldest()
+            while in_flight:
+                write_oldest()
             writer.close()
             if rows == 0:
                 raise DataError(f"chunk {index}: no rows were read")
@@ -375,6 +413,8 @@ def _score_chunk(
                 raise DataError(f"chunk {index}: read {rows} rows but the plan has {chunk.rows}; the input changed since planning")
             ref = store.write_file(part, temp, move=True)
         finally:
+            for _, _, pending in in_flight:  # after an error: nobody waits for these
+                pending.cancel()
             reader.stop()
             writer.abort()
     seconds = time.monotonic() - started

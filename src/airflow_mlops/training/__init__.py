@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FeatureSpec", "LoadedModel", "TrainedModel", "Trainer", "feature_columns", "load_model", "train_model"]
+__all__ = ["FeatureSpec", "LoadedModel", "PendingPrediction", "TrainedModel", "Trainer", "feature_columns", "load_model", "train_model"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"LoadedModel", "TrainedModel", "Trainer", "load_model", "train_model"}:
+    if name in {"LoadedModel", "PendingPrediction", "TrainedModel", "Trainer", "load_model", "train_model"}:
         from airflow_mlops.training import base
 
         return getattr(base, name)

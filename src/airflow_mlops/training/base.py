@@ -30,6 +30,7 @@ from airflow_mlops.training.features import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from concurrent.futures import Future
 
     import numpy as np
     import pandas as pd
@@ -174,28 +175,57 @@ class LoadedModel:
 
         The batch-inference fast path: flavors with a native column API skip the feature frame.
         """
-        import numpy as np
+        return self.start_columns(columns).result()
+
+    def start_columns(self, columns: Sequence[np.ndarray]) -> PendingPrediction:
+        """`predict_columns`, started: a flavor that predicts on threads of its own (xgboost) returns at
+        once, so the caller can start the next batch before waiting on this one; others predict here."""
         import pandas as pd
 
         if len(columns[0]) == 0:  # scikit-learn refuses an empty matrix
-            return self._empty_predictions()
-        native = getattr(self.trainer, "predict_proba_columns", None)
+            return PendingPrediction.done(self._empty_predictions())
+        native = getattr(self.trainer, "start_proba_columns", None)
         if native is None:
             frame = self.spec.frame(pd.DataFrame(dict(zip(self.spec.features, columns, strict=True)), copy=False))
             if self.task == "regression":
-                return self.trainer.predict(frame), None
-            proba = self.trainer.predict_proba(frame)
-        else:
-            # The frame path checks inside spec.frame; the native path skips the frame, so check here.
-            require_finite_features(zip(self.spec.features, columns, strict=True), "the data")
-            if self.task == "regression":
-                return native(columns), None
-            proba = native(columns)
+                return PendingPrediction.done((self.trainer.predict(frame), None))
+            return PendingPrediction.done(self._with_labels(self.trainer.predict_proba(frame)))
+        # The frame path checks inside spec.frame; the native path skips the frame, so check here.
+        require_finite_features(zip(self.spec.features, columns, strict=True), "the data")
+        if self.task == "regression":
+            return native(columns).then(lambda values: (values, None))
+        return native(columns).then(self._with_labels)
+
+    def _with_labels(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         if proba.shape[1] == 2:
             # A comparison is argmax (ties go to the first class, as argmax does) without the scan or the lookup.
             first, second = self.labels.decode(np.arange(2))
             return np.where(proba[:, 1] > proba[:, 0], second, first), proba
         return self.labels.decode(proba.argmax(axis=1)), proba
+
+
+class PendingPrediction:
+    """A prediction started on a flavor's threads: `result()` waits for its pieces and assembles them;
+    `cancel()` drops the pieces that have not started (after an error, nobody will ask for the result)."""
+
+    def __init__(self, futures: list[Future], assemble: Callable[[list[Any]], Any]) -> None:
+        self._futures, self._assemble = futures, assemble
+
+    @classmethod
+    def done(cls, value: Any) -> PendingPrediction:
+        return cls([], lambda _: value)
+
+    def then(self, convert: Callable[[Any], Any]) -> PendingPrediction:
+        return PendingPrediction(self._futures, lambda pieces: convert(self._assemble(pieces)))
+
+    def result(self) -> Any:
+        return self._assemble([future.result() for future in self._futures])
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            future.cancel()
 
 
 def _library_versions(trainer: Trainer) -> dict[str, str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.errors import ModelLoadError, TrainingError
-from airflow_mlops.training.base import FitContext
+from airflow_mlops.training.base import FitContext, PendingPrediction
 from airflow_mlops.training.threads import machine_threads
 
 if TYPE_CHECKING:
@@ -113,13 +114,19 @@ class XGBoostTrainer:
         return self.booster.predict(self._matrix(data), pred_contribs=True, iteration_range=self._iteration_range())
 
     def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities (or values, for regression) of numeric feature columns in feature order.
+        """Probabilities (or values, for regression) of numeric feature columns in feature order."""
+        return self.start_proba_columns(columns).result()
+
+    def start_proba_columns(self, columns: Sequence[np.ndarray]) -> PendingPrediction:
+        """Start predicting numeric feature columns in feature order; `result()` gives what
+        `predict_proba_columns` returns.
 
         Predicted in pieces of at most `PIECE_ROWS` rows on one thread per core, each piece by a single-threaded
         copy of the booster. XGBoost's own threads split a call evenly, so whenever another thread of the
         process takes a core (batch inference reads and writes beside the prediction), the other XGBoost
         thread waits at the barrier; pieces from a shared pool keep every core busy. A piece's row-major
-        copy fits in cache.
+        copy fits in cache. Pieces queue in the order they are started, so a caller that starts the next
+        batch before waiting on this one keeps the cores busy across the boundary.
         """
         import numpy as np
 
@@ -142,8 +149,9 @@ class XGBoostTrainer:
             np.subtract(1.0, raw, out=proba[start:stop, 0])
             return None
 
-        pieces = list(_piece_pool().map(piece, _piece_bounds(rows, machine_threads())))
-        return proba if proba is not None else np.concatenate(pieces)
+        pool = _piece_pool()
+        futures = [pool.submit(piece, bounds) for bounds in _piece_bounds(rows, machine_threads())]
+        return PendingPrediction(futures, lambda pieces: proba if proba is not None else np.concatenate(pieces))
 
     def _iteration_range(self) -> tuple[int, int]:
         return (0, self.best_iteration + 1) if self.best_iteration is not None else (0, 0)
@@ -220,8 +228,12 @@ def _first_line(exc: BaseException) -> str:
 
 _INTEGERS = {"i": ">i1", "U": ">u1", "I": ">i2", "l": ">i4", "L": ">i8"}
 _NUMBERS = {**_INTEGERS, "d": ">f4", "D": ">f8"}
+# Scalars by marker byte, unpacked in place: a model holds thousands of them.
+_SCALARS = {ord(m): struct.Struct(f">{c}") for m, c in {"i": "b", "U": "B", "I": "h", "l": "i", "L": "q", "d": "f", "D": "d"}.items()}
+_LENGTHS = {ord(m): _SCALARS[ord(m)] for m in _INTEGERS}
 _CONSTANTS = {"T": True, "F": False, "Z": None}
 _CLOSING = {"[": ord("]"), "{": ord("}")}
+_NO_OP = ord("N")
 MAX_NESTING = 32  # an XGBoost model nests 6 deep
 NO_PARENT = 2147483647  # what XGBoost writes as the root's parent
 
@@ -232,10 +244,13 @@ class _UbjsonReader:
     def __init__(self, data: bytes) -> None:
         self.data, self.position = data, 0
 
+    def _truncated(self, size: int) -> ModelLoadError:
+        return ModelLoadError(f"xgboost model file is truncated or corrupt: a value at byte {self.position} needs "
+                              f"{size} bytes, {len(self.data) - self.position} are left")
+
     def take(self, size: int) -> bytes:
         if self.position + size > len(self.data):
-            raise ModelLoadError(f"xgboost model file is truncated or corrupt: a value at byte {self.position} needs "
-                                 f"{size} bytes, {len(self.data) - self.position} are left")
+            raise self._truncated(size)
         chunk = self.data[self.position : self.position + size]
         self.position += size
         return chunk
@@ -243,21 +258,33 @@ class _UbjsonReader:
     def peek(self) -> int | None:
         return self.data[self.position] if self.position < len(self.data) else None
 
+    def _marker_byte(self) -> int:
+        data, position = self.data, self.position
+        while True:
+            if position >= len(data):
+                raise self._truncated(1)
+            byte = data[position]
+            position += 1
+            self.position = position
+            if byte != _NO_OP:  # no-op padding
+                return byte
+
     def marker(self) -> str:
-        marker = chr(self.take(1)[0])
-        while marker == "N":  # no-op padding
-            marker = chr(self.take(1)[0])
-        return marker
+        return chr(self._marker_byte())
+
+    def _scalar(self, unpacker: struct.Struct) -> Any:
+        if self.position + unpacker.size > len(self.data):
+            raise self._truncated(unpacker.size)
+        value = unpacker.unpack_from(self.data, self.position)[0]
+        self.position += unpacker.size
+        return value
 
     def number(self, marker: str) -> Any:
-        import numpy as np
-
-        dtype = np.dtype(_NUMBERS[marker])
-        return np.frombuffer(self.take(dtype.itemsize), dtype=dtype)[0].item()
+        return self._scalar(_SCALARS[ord(marker)])
 
     def length(self) -> int:
-        marker = self.marker()
-        if marker not in _INTEGERS or (value := self.number(marker)) < 0:
+        unpacker = _LENGTHS.get(self._marker_byte())
+        if unpacker is None or (value := self._scalar(unpacker)) < 0:
             raise ModelLoadError(f"xgboost model file is not UBJSON: no length at byte {self.position - 1}")
         return value
 

@@ -167,8 +167,35 @@ def require_sane_outputs(predictions: np.ndarray, proba: np.ndarray | None, *, i
             fail(int(bad.sum()), f"rows of probabilities do not sum to 1 (tolerance {PROBABILITY_SUM_TOLERANCE:g})", bad)
 
 
+class _Constants:
+    """The columns whose every row is the same (model, version, run, source file), built once per batch size
+    and shared by the batches of a chunk, which are nearly all of one size: Arrow arrays are immutable."""
+
+    def __init__(self, plan: BatchPlan) -> None:
+        self._plan = plan
+        self._key: tuple[int, str] | None = None
+        self._columns: dict[str, Any] = {}
+
+    def columns(self, rows: int, source_file: str) -> dict[str, Any]:
+        import numpy as np
+        import pyarrow as pa
+
+        if self._key != (rows, source_file):
+            plan = self._plan
+            same = pa.array(np.zeros(rows, dtype="int32"))  # one-entry dictionaries: no per-row strings
+            self._columns = {
+                "model_name": pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name])),
+                "model_version": pa.array(np.full(rows, plan.model_version, dtype="int64")),
+                "run_id": pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id])),
+            }
+            if plan.row_numbers:
+                self._columns["source_file"] = pa.DictionaryArray.from_arrays(same, pa.array([source_file]))
+            self._key = (rows, source_file)
+        return self._columns
+
+
 def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, predictions: np.ndarray,
-                  proba: np.ndarray | None, source: tuple[str, int]) -> pa.Table:
+                  proba: np.ndarray | None, source: tuple[str, int], constants: _Constants) -> pa.Table:
     """The output rows of one input batch; `source`: the batch's file and the row number of its first row."""
     import numpy as np
     import pyarrow as pa
@@ -179,13 +206,9 @@ def _output_table(batch: pa.RecordBatch, plan: BatchPlan, model: LoadedModel, pr
     if proba is not None:
         own.update(probability_outputs(model.classes, proba))
     rows = batch.num_rows
-    same = pa.array(np.zeros(rows, dtype="int32"))  # constants as one-entry dictionaries: no per-row strings
-    own["model_name"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.model_name]))
-    own["model_version"] = pa.array(np.full(rows, plan.model_version, dtype="int64"))
-    own["run_id"] = pa.DictionaryArray.from_arrays(same, pa.array([plan.run_id]))
+    source_file, first_row = source
+    own.update(constants.columns(rows, source_file))
     if plan.row_numbers:
-        source_file, first_row = source
-        own["source_file"] = pa.DictionaryArray.from_arrays(same, pa.array([source_file]))
         own["source_row"] = pa.array(np.arange(first_row, first_row + rows, dtype="int64"))
     # The columns written here are never null (require_sane_outputs): declared so, parquet stores no
     # definition levels for them, which writing and every later read would otherwise pay per row.
@@ -382,13 +405,14 @@ def _score_chunk(
         # Two batches predict at once: the next batch's pieces queue behind this one's, so no core idles
         # while the last piece of a batch finishes or its output is built; output order is read order.
         in_flight: deque[tuple[tuple[str, int], pa.RecordBatch, PendingPrediction]] = deque()
+        constants = _Constants(plan)
 
         def write_oldest() -> None:
             nonlocal rows, last_report
             source, batch, pending = in_flight.popleft()
             predictions, proba = pending.result()
             require_sane_outputs(predictions, proba, index=index, first_row=rows)
-            writer.put(_output_table(batch, plan, model, predictions, proba, source))
+            writer.put(_output_table(batch, plan, model, predictions, proba, source, constants))
             rows += batch.num_rows
             now = time.monotonic()
             if now - last_report >= PROGRESS_SECONDS:

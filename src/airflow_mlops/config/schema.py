@@ -444,6 +444,13 @@ def _increasing(edges: list[float]) -> list[float]:
 BinEdges = Annotated[list[StrictFloat | StrictInt], Field(min_length=2), AfterValidator(_increasing)]
 
 
+def _column_shorthand(value: Any) -> Any:
+    """A list of column entries may name a column by itself: `- sex` is `- column: sex`."""
+    if isinstance(value, list):
+        return [{"column": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
 class EvaluationSlice(SliceConfig):
     """A slice of the test set: one per value of a column, or per bin of a numeric one; optionally gated."""
 
@@ -507,10 +514,8 @@ class FairnessConfig(_Section):
 
     @field_validator("sensitive", mode="before")
     @classmethod
-    def _column_shorthand(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"column": item} if isinstance(item, str) else item for item in value]
-        return value
+    def _sensitive_shorthand(cls, value: Any) -> Any:
+        return _column_shorthand(value)
 
     @model_validator(mode="after")
     def _default_metrics(self) -> FairnessConfig:
@@ -575,9 +580,7 @@ class EvaluationConfig(_Section):
     @field_validator("slices", mode="before")
     @classmethod
     def _slice_shorthand(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"column": item} if isinstance(item, str) else item for item in value]
-        return value
+        return _column_shorthand(value)
 
 
 # ------------------------------------------------------- promotion / inference / drift
@@ -701,7 +704,7 @@ class MonitoringConfig(_Section):
     @field_validator("slices", mode="before")
     @classmethod
     def _slice_shorthand(cls, value: Any) -> Any:
-        return EvaluationConfig._slice_shorthand(value)
+        return _column_shorthand(value)
 
 
 class AlertsConfig(_Section):
